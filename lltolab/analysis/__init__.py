@@ -1,0 +1,3 @@
+"""lltolab.analysis (being built; see the open issues)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""lltolab.diffusion: the diffusion twin."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""lltolab.sim_devices (being built; see the open issues)."""
+
+__all__: list[str] = []
