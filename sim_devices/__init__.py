@@ -1,3 +1,5 @@
-"""lltolab.sim_devices (being built; see the open issues)."""
+"""Simulated instruments and the virtual lab (loopback only)."""
 
-__all__: list[str] = []
+from ._clock import VirtualClock
+
+__all__ = ["VirtualClock"]
