@@ -7,6 +7,7 @@ from ._errors import (
     InstrumentReportedError,
     InstrumentTimeout,
 )
+from ._modbus import MODBUS_EXCEPTION_CODES, ModbusRtuTransport
 
 __all__ = [
     "InstrumentError",
@@ -14,4 +15,6 @@ __all__ = [
     "InstrumentDisconnected",
     "InstrumentProtocolError",
     "InstrumentReportedError",
+    "ModbusRtuTransport",
+    "MODBUS_EXCEPTION_CODES",
 ]
