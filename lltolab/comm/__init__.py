@@ -7,6 +7,7 @@ from ._errors import (
     InstrumentReportedError,
     InstrumentTimeout,
 )
+from ._modbus import MODBUS_EXCEPTION_CODES, ModbusRtuTransport
 from ._signal import MessageSignal, MessageSignalRO, MessageTransport
 from ._temperature_loop import MoveStopped, TemperatureLoop
 from ._visa import VisaLineTransport, parse_fields, parse_float, parse_floats, parse_int
@@ -17,6 +18,8 @@ __all__ = [
     "InstrumentDisconnected",
     "InstrumentProtocolError",
     "InstrumentReportedError",
+    "ModbusRtuTransport",
+    "MODBUS_EXCEPTION_CODES",
     "MessageSignal",
     "MessageSignalRO",
     "MessageTransport",
