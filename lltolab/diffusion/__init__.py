@@ -1,3 +1,43 @@
-"""lltolab.diffusion: the diffusion twin."""
+"""lltolab.diffusion: the diffusion twin (SI units: m, s, K, m²/s, m/s; energies in eV).
 
-__all__: list[str] = []
+Polycrystal microstructure, finite-volume operator with resistive grain boundaries, TR-BDF2
+time stepping, homogenised/multiscale long-range strip, and :class:`VirtualSample`.
+"""
+
+from ._homogenise import EffectiveDiffusivity, effective_diffusivity
+from ._laws import (
+    K_B_EV,
+    T_ROOM_K,
+    Arrhenius,
+    BoundaryConductance,
+    BulkDiffusivity,
+    celsius_to_kelvin,
+)
+from ._microstructure import Microstructure, lognormal_params
+from ._network import Conductivities, FVNetwork
+from ._sample import C_BATH, C_NATURAL, Segment, VirtualSample
+from ._stepper import FixedCells, Integrator, StepControl
+from ._strip import StripModel
+
+__all__ = [
+    "K_B_EV",
+    "T_ROOM_K",
+    "C_BATH",
+    "C_NATURAL",
+    "Arrhenius",
+    "BulkDiffusivity",
+    "BoundaryConductance",
+    "celsius_to_kelvin",
+    "Microstructure",
+    "lognormal_params",
+    "Conductivities",
+    "FVNetwork",
+    "FixedCells",
+    "Integrator",
+    "StepControl",
+    "EffectiveDiffusivity",
+    "effective_diffusivity",
+    "StripModel",
+    "Segment",
+    "VirtualSample",
+]
