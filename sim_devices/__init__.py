@@ -2,5 +2,12 @@
 
 from ._clock import VirtualClock
 from ._eurotherm import EUROTHERM_STATUS_BITS, EurothermSimulator
+from ._lakeshore import LAKESHORE_FAULTS, LakeShoreSimulator
 
-__all__ = ["VirtualClock", "EurothermSimulator", "EUROTHERM_STATUS_BITS"]
+__all__ = [
+    "VirtualClock",
+    "EurothermSimulator",
+    "EUROTHERM_STATUS_BITS",
+    "LakeShoreSimulator",
+    "LAKESHORE_FAULTS",
+]
