@@ -1,3 +1,5 @@
 """lltolab.devices (being built; see the open issues)."""
 
-__all__: list[str] = []
+from ._cryostage import CryoStage, LakeShoreLink
+
+__all__: list[str] = ["CryoStage", "LakeShoreLink"]

@@ -60,8 +60,19 @@ class _MessageIO:
         self._precision = precision
 
     # -------------------------------------------------------------- wiring
-    def bind(self, *, getter: Callable[[], Any] | None = None, transport: Any = None) -> None:
-        """Attach the read callable or the transport after construction."""
+    def bind(
+        self,
+        *,
+        query: str | None = None,
+        getter: Callable[[], Any] | None = None,
+        transport: Any = None,
+    ) -> None:
+        """Replace the query string, the read callable or the transport after construction."""
+        if query is not None and getter is not None:
+            raise ValueError("give either query= or getter=, not both")
+        if query is not None:
+            self._query = query
+            self._getter = None
         if getter is not None:
             self._getter = getter
             self._query = None
@@ -217,12 +228,19 @@ class MessageSignal(_MessageIO, Signal):
     def bind(
         self,
         *,
+        query: str | None = None,
         getter: Callable[[], Any] | None = None,
+        write: str | Callable[[Any], str] | None = None,
         putter: Callable[[Any], None] | None = None,
         transport: Any = None,
     ) -> None:
-        """Attach read/write callables or the transport after construction."""
-        super().bind(getter=getter, transport=transport)
+        """Replace query/getter, write format/putter or the transport after construction."""
+        if write is not None and putter is not None:
+            raise ValueError("give either write= or putter=, not both")
+        super().bind(query=query, getter=getter, transport=transport)
+        if write is not None:
+            self._write_fmt = write
+            self._putter = None
         if putter is not None:
             self._putter = putter
             self._write_fmt = None
