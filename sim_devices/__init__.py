@@ -3,6 +3,7 @@
 from ._clock import VirtualClock
 from ._eurotherm import EUROTHERM_STATUS_BITS, EurothermSimulator
 from ._lakeshore import LAKESHORE_FAULTS, LakeShoreSimulator
+from ._surfacelab import SimsSettings, SurfaceLabSimulator
 
 __all__ = [
     "VirtualClock",
@@ -11,3 +12,4 @@ __all__ = [
     "LakeShoreSimulator",
     "LAKESHORE_FAULTS",
 ]
+__all__ += ["SurfaceLabSimulator", "SimsSettings"]

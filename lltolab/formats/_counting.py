@@ -48,8 +48,7 @@ def dead_time_correct(counts: np.ndarray, n_pulses: int) -> tuple[np.ndarray, np
     n = float(n_pulses)
     saturated = i >= n_pulses
     with np.errstate(divide="ignore"):
-        corrected = -n * np.log1p(-(i.astype(np.float64) / n))
-    corrected[saturated] = np.nan
+        corrected = np.where(saturated, np.nan, -n * np.log1p(-(i.astype(np.float64) / n)))
     return corrected, saturated
 
 
@@ -79,6 +78,5 @@ def isotope_fraction_map(
         saturated = s6 | s7
     total = c6 + c7
     with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.where(total > 0, c6 / np.where(total > 0, total, 1.0), np.nan)
-    c[saturated] = np.nan
+        c = np.where((total > 0) & ~saturated, c6 / np.where(total > 0, total, 1.0), np.nan)
     return c, saturated
