@@ -190,7 +190,11 @@ class VisaLineTransport:
 
     def _ensure_open(self) -> None:
         if self._res is not None:
-            return
+            if not _peer_closed(self._res):
+                return
+            # the peer closed the link between exchanges: nothing of ours is lost, reopen
+            self._drop_session()
+            self.reconnects += 1
         try:
             if self._rm is None:
                 self._rm = pyvisa.ResourceManager(self.backend)

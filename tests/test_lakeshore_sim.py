@@ -1,0 +1,308 @@
+"""The Lake Shore 336 simulator: wire protocol (raw sockets), thermal model, faults."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+from lltolab.sim_devices import LakeShoreSimulator, VirtualClock
+
+pytestmark = pytest.mark.timeout(60)
+
+NUMBER = re.compile(r"^[+-]\d+\.\d+$")
+
+
+class RawClient:
+    """A bare TCP client speaking lines, as a terminal program would."""
+
+    def __init__(self, address: tuple[str, int], timeout_s: float = 1.0) -> None:
+        self.sock = socket.create_connection(address, timeout=timeout_s)
+        self.buffer = b""
+
+    def send(self, line: str, eol: bytes = b"\r\n") -> None:
+        self.sock.sendall(line.encode("ascii") + eol)
+
+    def read_raw(self) -> bytes:
+        """One reply including its terminator; raises TimeoutError if none comes."""
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed by the simulator")
+            self.buffer += chunk
+        raw, self.buffer = self.buffer.split(b"\n", 1)
+        return raw + b"\n"
+
+    def ask(self, line: str, eol: bytes = b"\r\n") -> str:
+        self.send(line, eol)
+        raw = self.read_raw()
+        assert raw.endswith(b"\r\n"), raw
+        return raw[:-2].decode("ascii")
+
+    def do(self, line: str) -> None:
+        """Send commands and wait until they are executed (``*OPC?`` answers 1)."""
+        assert self.ask(f"{line};*OPC?") == "1"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def clock():
+    return VirtualClock(time_scale=1.0)
+
+
+@pytest.fixture
+def sim(clock):
+    with LakeShoreSimulator(clock=clock, seed=3, noise_K=0.0) as s:
+        yield s
+
+
+@pytest.fixture
+def client(sim):
+    c = RawClient(sim.address)
+    yield c
+    c.close()
+
+
+# ---------------------------------------------------------------------- protocol pairs
+def test_identity_and_resource_string(sim, client):
+    assert re.fullmatch(r"TCPIP::127\.0\.0\.1::\d+::SOCKET", sim.resource)
+    assert sim.port > 0
+    idn = client.ask("*IDN?")
+    maker, model, serial, firmware = idn.split(",")
+    assert (maker, model) == ("LSCI", "MODEL336")
+    assert serial.startswith(sim.serial)
+    assert re.fullmatch(r"\d+\.\d+", firmware)
+
+
+def test_event_status_register_power_on_then_cleared(client):
+    assert client.ask("*ESR?") == "128"  # power-on bit after start
+    assert client.ask("*ESR?") == "0"  # reading clears it
+
+
+def test_kelvin_reading_formats(sim, client):
+    reply = client.ask("KRDG? A")
+    assert NUMBER.match(reply)
+    assert float(reply) == pytest.approx(sim.temperature_K, abs=0.01)
+    assert NUMBER.match(client.ask("KRDG?A"))  # no space, as some drivers send
+    assert NUMBER.match(client.ask("krdg? a"))  # case-insensitive
+    fields = client.ask("KRDG? 0").split(",")
+    assert len(fields) == 4 and all(NUMBER.match(f) for f in fields)
+    assert float(client.ask("CRDG? A")) == pytest.approx(sim.temperature_K - 273.15, abs=0.01)
+
+
+def test_setpoint_ramp_range_round_trips(client):
+    client.send("SETP 1,250.5")
+    assert client.ask("SETP? 1") == "+250.500"
+    client.send("RAMP 1, 1, 10")  # spaces after commas are tolerated
+    assert client.ask("RAMP? 1") == "1,+10.0"
+    client.send("RAMP 1,0,0")
+    assert client.ask("RAMP? 1") == "0,+0.0"
+    client.send("RANGE 1,2")
+    assert client.ask("RANGE? 1") == "2"
+    assert re.fullmatch(r"[+-]\d+\.\d", client.ask("HTR? 1"))
+    assert client.ask("HTRST? 1") == "0"
+    assert client.ask("RDGST? A") == "0"
+    client.ask("*ESR?")
+    assert client.ask("*ESR?") == "0"
+
+
+def test_commands_are_silent_and_queries_join_on_one_line(client):
+    client.send("SETP 1,200")
+    assert client.ask("*OPC?") == "1"  # the SETP produced no reply line
+    reply = client.ask("KRDG? A;SETP? 1;RANGE? 1")
+    kelvin, setp, rng = reply.split(";")
+    assert NUMBER.match(kelvin) and setp == "+200.000" and rng == "0"
+    # Lake Shore's own Python driver joins with ';:' and appends *ESR?
+    client.ask("*ESR?")
+    assert client.ask("SETP 1,210;:*ESR?") == "0"
+    assert client.ask("SETP? 1") == "+210.000"
+
+
+def test_lf_only_terminator_accepted(client):
+    assert client.ask("RANGE? 1", eol=b"\n") == "0"
+
+
+def test_errors_set_event_status_bits(client):
+    client.ask("*ESR?")
+    client.send("FOO 1")  # unknown command -> command error, no reply
+    assert client.ask("*ESR?") == "32"
+    client.send("RANGE 1,7")  # out of range -> execution error
+    assert client.ask("*ESR?") == "16"
+    client.send("SETP 3,100")  # no output 3
+    client.send("*CLS")
+    assert client.ask("*ESR?") == "0"
+
+
+def test_setp_query_returns_ramping_working_setpoint(sim, clock, client):
+    client.do("SETP 1,295")
+    client.do("RAMP 1,1,60")  # 60 K/min = 1 K/s
+    client.do("SETP 1,195")
+    clock.jump(10.0)
+    working = float(client.ask("SETP? 1"))
+    # ramps from the old working setpoint: 10 s at 1 K/s (plus the real seconds elapsed)
+    assert 283.5 < working <= 285.0
+    assert client.ask("RAMPST? 1") == "1"
+    clock.jump(200.0)
+    assert client.ask("SETP? 1") == "+195.000"
+    assert client.ask("RAMPST? 1") == "0"
+
+
+# ---------------------------------------------------------------------- thermal model
+def test_ln2_floor_limits_cooling(sim, clock, client):
+    client.do("SETP 1,50")
+    clock.jump(3600.0)
+    floor = sim.model.floor_K
+    assert 78.0 < floor < 90.0
+    assert sim.temperature_K == pytest.approx(floor, abs=0.05)
+    assert float(client.ask("KRDG? A")) >= floor - 0.05
+
+
+def test_heater_holds_setpoint(sim, clock, client):
+    client.do("RANGE 1,3;SETP 1,163.15")
+    clock.jump(900.0)
+    assert sim.temperature_K == pytest.approx(163.15, abs=0.01)
+    assert 0.0 < float(client.ask("HTR? 1")) < 100.0
+
+
+def test_low_range_cannot_reach_high_target(sim, clock, client):
+    client.do("RANGE 1,1;SETP 1,300")
+    clock.jump(3600.0)
+    assert sim.temperature_K < 100.0
+    assert float(client.ask("HTR? 1")) == pytest.approx(100.0)
+
+
+def test_long_lab_jump_is_cheap(sim, clock, client):
+    client.do("RANGE 1,3;RAMP 1,1,10;SETP 1,200")
+    t0 = time.perf_counter()
+    clock.jump(59 * 3600.0)
+    assert sim.temperature_K == pytest.approx(200.0, abs=0.01)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_ln2_run_out_warms_the_stage(sim, clock, client):
+    client.do("RANGE 1,3;SETP 1,90")
+    clock.jump(900.0)
+    assert sim.temperature_K == pytest.approx(90.0, abs=0.05)
+    sim.inject_fault("ln2_empty")
+    clock.jump(3 * 3600.0)
+    assert sim.temperature_K > 250.0  # cannot stay cold
+    sim.clear_fault("ln2_empty")
+    clock.jump(3600.0)
+    assert sim.temperature_K == pytest.approx(90.0, abs=0.05)
+
+
+def test_heater_failure(sim, clock, client):
+    clock.jump(3600.0)  # at the floor
+    sim.inject_fault("heater_failure")
+    client.do("RANGE 1,3;SETP 1,250")
+    clock.jump(900.0)
+    assert sim.temperature_K < 90.0
+    assert client.ask("HTRST? 1") == "1"
+    assert float(client.ask("HTR? 1")) == 0.0
+
+
+def test_sensor_break(sim, clock, client):
+    sim.inject_fault("sensor_break")
+    assert client.ask("KRDG? A") == "+0.000"
+    assert int(client.ask("RDGST? A")) != 0
+    client.do("RANGE 1,3;SETP 1,250")
+    clock.jump(3600.0)
+    assert sim.temperature_K < 90.0  # heater off on a broken control sensor
+    sim.clear_fault()
+    assert client.ask("RDGST? A") == "0"
+
+
+def test_jump_listener_advances_model(sim, clock):
+    before = sim.model._t
+    clock.jump(100.0)
+    assert sim.model._t >= before + 100.0
+
+
+# ---------------------------------------------------------------------- wire faults
+def test_no_reply_fault(sim, client):
+    sim.inject_fault("no_reply")
+    client.sock.settimeout(0.3)
+    client.send("*IDN?")
+    with pytest.raises(TimeoutError):
+        client.read_raw()
+    sim.clear_fault("no_reply")
+    client.sock.settimeout(1.0)
+    assert client.ask("*IDN?").startswith("LSCI")
+
+
+def test_garbled_fault(sim, client):
+    sim.inject_fault("garbled")
+    reply = client.ask("KRDG? A")
+    with pytest.raises(ValueError):
+        float(reply)
+    sim.clear_fault()
+    assert NUMBER.match(client.ask("KRDG? A"))
+
+
+def test_late_reply_fault(sim, client):
+    sim.inject_fault("late_reply", delay_s=0.5)
+    client.sock.settimeout(0.2)
+    client.send("RANGE? 1")
+    with pytest.raises(TimeoutError):
+        client.read_raw()
+    client.sock.settimeout(2.0)
+    assert client.read_raw() == b"0\r\n"  # the stale reply arrives later
+
+
+def test_drop_and_reject_connections(sim, client):
+    assert client.ask("*IDN?").startswith("LSCI")  # the server has registered the client
+    assert sim._server.client_count == 1
+    sim.inject_fault("drop")
+    with pytest.raises((ConnectionError, OSError)):
+        client.ask("*IDN?")
+    sim.inject_fault("reject_connections")
+    other = RawClient(sim.address)
+    try:
+        with pytest.raises((ConnectionError, OSError)):
+            other.ask("*IDN?")
+    finally:
+        other.close()
+    sim.clear_fault("reject_connections")
+    fresh = RawClient(sim.address)
+    try:
+        assert fresh.ask("*IDN?").startswith("LSCI")
+    finally:
+        fresh.close()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="loopback"):
+        LakeShoreSimulator(host="0.0.0.0")
+    with pytest.raises(ValueError, match="noise_K"):
+        LakeShoreSimulator(noise_K=-1)
+    sim = LakeShoreSimulator()
+    with pytest.raises(ValueError, match="unknown fault"):
+        sim.inject_fault("meteor")
+
+
+def test_close_stops_serving():
+    sim = LakeShoreSimulator().start()
+    address = sim.address
+    sim.close()
+    with pytest.raises(OSError):
+        socket.create_connection(address, timeout=0.5).close()
+
+
+# ---------------------------------------------------------------------- third-party usage
+def test_plain_pyvisa_against_simulator(sim):
+    pyvisa = pytest.importorskip("pyvisa")
+    rm = pyvisa.ResourceManager("@py")
+    inst = rm.open_resource(sim.resource, read_termination="\r\n", timeout=2000)
+    try:
+        assert inst.query("*IDN?").startswith("LSCI,MODEL336")
+        assert float(inst.query("KRDG? A")) == pytest.approx(sim.temperature_K, abs=0.05)
+        inst.write("SETP 1,123.4")
+        assert float(inst.query("SETP? 1")) == pytest.approx(123.4)
+        on, rate = inst.query("RAMP? 1").split(",")
+        assert int(on) == 0 and float(rate) == 0.0
+    finally:
+        inst.close()
+        rm.close()
