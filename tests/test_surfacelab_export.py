@@ -1,0 +1,415 @@
+"""SurfaceLabExport (ophyd v1) against real export files and the simulated SurfaceLab."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import h5py
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.plans import count
+from lltolab.devices import SurfaceLabExport
+from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
+from ophyd.status import wait as status_wait
+from test_surfacelab_sim import ErfcSample
+
+from lltolab.comm import InstrumentError, InstrumentTimeout
+from lltolab.formats import (
+    Bif6Image,
+    ExportFormatError,
+    SimsSidecar,
+    dead_time_correct,
+    isotope_fraction_map,
+    read_bif6,
+    sidecar_path_for,
+    write_bif6,
+    write_sidecar,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "export"
+    d.mkdir()
+    return d
+
+
+def _sidecar(name: str, nx: int, ny: int, n: int = 100, **kw) -> SimsSidecar:
+    base = dict(
+        kind="image", bif6=name, field_of_view_um=(50.0, 20.0), pixels=(nx, ny),
+        shots_per_pixel=n, scans=1, pulses_per_pixel=n, primary_species="Bi+",
+        primary_energy_keV=30.0, primary_current_pA=0.5, dose_ions_per_cm2=5e13,
+        stage_temperature_K=163.0, start_time="2024-01-03T11:00:00+00:00",
+        end_time="2024-01-03T16:00:00+00:00",
+    )
+    base.update(kw)
+    return SimsSidecar(**base)
+
+
+def _write_export(folder: Path, name: str = "e1.bif6", nx: int = 16, ny: int = 8,
+                  n: int = 100, seed: int = 0, images=None, sidecar=True) -> Path:
+    rng = np.random.default_rng(seed)
+    if images is None:
+        images = [
+            Bif6Image(1, 6.015, 5.95, 6.08, rng.integers(0, 30, (ny, nx)).astype(np.uint32)),
+            Bif6Image(2, 7.016, 6.95, 7.08, rng.integers(20, 90, (ny, nx)).astype(np.uint32)),
+        ]
+    path = folder / name
+    write_bif6(path, images)
+    if sidecar:
+        write_sidecar(sidecar_path_for(path), _sidecar(name, nx, ny, n))
+    return path
+
+
+def _device(folder: Path, **kw) -> SurfaceLabExport:
+    kw.setdefault("timeout_s", 5.0)
+    kw.setdefault("poll_s", 0.02)
+    kw.setdefault("sidecar_grace_s", 0.3)
+    return SurfaceLabExport(folder, name="sims", **kw)
+
+
+def _wait(status, timeout: float = 10.0) -> None:
+    status_wait(status, timeout=timeout)
+
+
+# --------------------------------------------------------------------- conversion
+def test_dead_time_correction_recovers_true_c_where_raw_counts_are_biased(tmp_path) -> None:
+    sim = SurfaceLabSimulator(
+        ErfcSample(d_m2_s=5e-14), VirtualClock(), tmp_path / "x", seed=9,
+        settings=SimsSettings(shots_per_pixel=64, scans=128, li_ions_per_pulse=1.2),
+    )
+    c_true = sim.true_c_under_raster(sim.sample.field(0.0))
+    i6, i7 = sim.count(c_true, sim.settings.pulses_per_pixel)
+    raw, _ = isotope_fraction_map(i6, i7)
+    corr, sat = isotope_fraction_map(i6, i7, sim.settings.pulses_per_pixel)
+    assert not sat.any()
+    lo, hi = c_true < 0.2, c_true > 0.8
+    assert lo.sum() > 1000 and hi.sum() > 1000
+    # raw ratios are biased towards 1/2 by the saturated majority isotope ...
+    assert np.mean(raw[lo] - c_true[lo]) > 0.03
+    assert np.mean(raw[hi] - c_true[hi]) < -0.01
+    # ... the Poisson correction removes the bias to well below the counting noise
+    assert abs(np.mean(corr[lo] - c_true[lo])) < 0.002
+    assert abs(np.mean(corr[hi] - c_true[hi])) < 0.002
+
+
+def test_dead_time_correction_values_and_saturation() -> None:
+    corr, sat = dead_time_correct(np.array([0, 50, 99, 100]), 100)
+    assert corr[0] == 0 and corr[1] == pytest.approx(-100 * math.log(0.5))
+    assert corr[2] == pytest.approx(-100 * math.log(0.01))
+    assert math.isnan(corr[3]) and sat.tolist() == [False, False, False, True]
+    c, s = isotope_fraction_map(np.array([100, 10]), np.array([10, 10]), 100)
+    assert math.isnan(c[0]) and s[0] and c[1] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="exceed the 100 pulses"):
+        dead_time_correct(np.array([101]), 100)
+    with pytest.raises(ValueError, match="n_pulses"):
+        dead_time_correct(np.array([1]), 0)
+
+
+# --------------------------------------------------------------------- trigger / read
+def test_trigger_reads_a_new_export(folder: Path) -> None:
+    _write_export(folder, "old.bif6")  # present at construction: not new
+    det = _device(folder, n_bands=4)
+    path = _write_export(folder, "e1.bif6", seed=1)
+    _wait(det.trigger())
+    imgs = read_bif6(path)
+    c, _ = isotope_fraction_map(imgs[0].counts, imgs[1].counts, 100)
+    r = det.read()
+    assert r["sims_source_file"]["value"] == str(path)
+    assert r["sims_mean_c"]["value"] == pytest.approx(np.nanmean(c))
+    assert r["sims_li6_total"]["value"] == int(imgs[0].counts.sum())
+    assert r["sims_li7_total"]["value"] == int(imgs[1].counts.sum())
+    np.testing.assert_allclose(r["sims_c_row_bands"]["value"],
+                               [np.nanmean(c[2 * k:2 * k + 2]) for k in range(4)])
+    np.testing.assert_allclose(r["sims_c_column_bands"]["value"],
+                               [np.nanmean(c[:, 4 * k:4 * k + 4]) for k in range(4)])
+    assert r["sims_stage_temperature_K"]["value"] == 163.0
+    d = det.describe()
+    external = {k for k, v in d.items() if v.get("external") == "STREAM:"}
+    assert external == {"sims_li6_counts", "sims_li7_counts", "sims_c_fraction"}
+    assert set(d) - external == set(r)
+    assert d["sims_li6_counts"]["shape"] == [8, 16]
+    cfg = det.read_configuration()
+    assert cfg["sims_pulses_per_pixel"]["value"] == 100
+    assert cfg["sims_field_of_view_x_um"]["value"] == 50.0
+    assert cfg["sims_primary_species"]["value"] == "Bi+"
+    assert cfg["sims_mode"]["value"] == "image"
+    assert set(cfg) == set(det.describe_configuration())
+    # the asset holds exactly the data
+    with h5py.File(det.last_asset) as f:
+        np.testing.assert_array_equal(f["li6_counts"][0], imgs[0].counts)
+        np.testing.assert_array_equal(f["c_fraction"][0], c)
+        assert f.attrs["bif6_path"] == str(path)
+    # the same export is not picked up twice
+    det.timeout_s = 0.3
+    with pytest.raises(InstrumentTimeout, match="no new complete image export"):
+        _wait(det.trigger())
+
+
+def test_partially_written_file_is_not_picked_up_until_complete(folder: Path) -> None:
+    det = _device(folder)
+    full = _write_export(folder.parent, "e2.bif6", seed=2)
+    blob = full.read_bytes()
+    target = folder / "e2.bif6"
+    write_sidecar(sidecar_path_for(target), _sidecar("e2.bif6", 16, 8))
+    status = det.trigger()
+    with target.open("wb") as fh:
+        for cut in (5, 12, 300, len(blob) - 1):
+            fh.write(blob[fh.tell():cut])
+            fh.flush()
+            time.sleep(0.15)
+            assert not status.done, f"picked up at {cut} of {len(blob)} bytes"
+        fh.write(blob[fh.tell():])
+    _wait(status)
+    assert status.success
+    assert det.read()["sims_source_file"]["value"] == str(target)
+
+
+def test_complete_file_waits_for_its_sidecar(folder: Path) -> None:
+    det = _device(folder, sidecar_grace_s=5.0)
+    path = _write_export(folder, "e3.bif6", sidecar=False)
+    status = det.trigger()
+    time.sleep(0.2)
+    assert not status.done
+    write_sidecar(sidecar_path_for(path), _sidecar("e3.bif6", 16, 8))
+    _wait(status)
+    assert status.success
+
+
+def _malformed_cases(folder: Path) -> dict[str, tuple]:
+    def wrong_magic():
+        p = _write_export(folder, "m.bif6")
+        p.write_bytes(b"\x00\x00BIF5" + p.read_bytes()[6:])
+
+    def too_long():
+        p = _write_export(folder, "m.bif6")
+        p.write_bytes(p.read_bytes() + b"\x00" * 8)
+
+    def absurd():
+        p = _write_export(folder, "m.bif6")
+        b = bytearray(p.read_bytes())
+        b[8:10] = (0).to_bytes(2, "little")
+        p.write_bytes(bytes(b))
+
+    def missing_masses():
+        img = Bif6Image(5, 23.0, 22.9, 23.1, np.ones((8, 16), np.uint32))
+        img7 = Bif6Image(2, 7.016, 6.95, 7.08, np.ones((8, 16), np.uint32))
+        _write_export(folder, "m.bif6", images=[img, img7])
+
+    def no_sidecar():
+        _write_export(folder, "m.bif6", sidecar=False)
+
+    def contradictory():
+        p = _write_export(folder, "m.bif6", sidecar=False)
+        write_sidecar(sidecar_path_for(p), _sidecar("m.bif6", 16, 9))
+
+    def bad_json():
+        p = _write_export(folder, "m.bif6", sidecar=False)
+        sidecar_path_for(p).write_text('{"format": "lltolab.sims-sidecar", "kind": "im')
+
+    def too_many_counts():
+        _write_export(folder, "m.bif6", n=50)
+
+    return {
+        "wrong magic": (wrong_magic, "wrong magic"),
+        "sizes": (too_long, "sizes inconsistent with header"),
+        "absurd": (absurd, "absurd dimensions"),
+        "masses": (missing_masses, "missing masses"),
+        "sidecar missing": (no_sidecar, "sidecar missing"),
+        "contradictory": (contradictory, "contradict the BIF6 header"),
+        "bad json": (bad_json, "not valid JSON"),
+        "counts": (too_many_counts, "exceed the sidecar's 50 pulses"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["wrong magic", "sizes", "absurd", "masses", "sidecar missing", "contradictory",
+             "bad json", "counts"]
+)
+def test_malformed_exports_fail_the_trigger_and_touch_nothing(folder: Path, case) -> None:
+    det = _device(folder)
+    good = _write_export(folder, "good.bif6", seed=4)
+    _wait(det.trigger())
+    before = det.read()
+    assets_before = sorted(det.asset_dir.iterdir())
+    list(det.collect_asset_docs())
+    make, defect = _malformed_cases(folder)[case]
+    if case in ("sidecar missing", "bad json"):
+        make()
+        time.sleep(0.35)  # older than the sidecar grace
+    else:
+        make()
+    status = det.trigger()
+    with pytest.raises(ExportFormatError, match=defect) as info:
+        _wait(status)
+    assert "m." in str(info.value)  # names the file
+    after = det.read()
+    for key, reading in before.items():
+        np.testing.assert_array_equal(after[key]["value"], reading["value"])
+    assert sorted(det.asset_dir.iterdir()) == assets_before
+    assert list(det.collect_asset_docs()) == []
+    assert good.exists()
+    # the bad export is not retried; a following good one is read
+    _write_export(folder, "next.bif6", seed=5)
+    _wait(det.trigger())
+    assert det.read()["sims_source_file"]["value"].endswith("next.bif6")
+
+
+def test_truncated_export_times_out_naming_it(folder: Path) -> None:
+    det = _device(folder, timeout_s=0.4)
+    p = _write_export(folder, "t.bif6")
+    p.write_bytes(p.read_bytes()[:-10])
+    with pytest.raises(InstrumentTimeout, match=r"t.bif6: incomplete"):
+        _wait(det.trigger())
+
+
+def test_peak_ids_and_windows_select_images(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 30, (8, 16)).astype(np.uint32)
+    b = rng.integers(0, 30, (8, 16)).astype(np.uint32)
+    imgs = [Bif6Image(11, 7.016, 6.95, 7.08, b), Bif6Image(12, 6.015, 5.95, 6.08, a)]
+    det = _device(folder, li6_peak_id=12, li7_window_u=(6.9, 7.1))
+    _write_export(folder, "p.bif6", images=imgs)
+    _wait(det.trigger())
+    assert det.read()["sims_li6_total"]["value"] == int(a.sum())
+    det2 = _device(folder, li6_peak_id=11)
+    _write_export(folder, "q.bif6", images=imgs)
+    with pytest.raises(ExportFormatError, match="does not contain 6.015"):
+        _wait(det2.trigger())
+
+
+def test_stop_aborts_a_pending_trigger(folder: Path) -> None:
+    det = _device(folder, timeout_s=30.0)
+    status = det.trigger()
+    time.sleep(0.1)
+    det.stop()
+    with pytest.raises(InstrumentError, match="stopped"):
+        _wait(status, timeout=5)
+
+
+def test_constructor_validation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not an existing folder"):
+        SurfaceLabExport(tmp_path / "nope", name="s")
+    with pytest.raises(ValueError, match="timeout_s"):
+        SurfaceLabExport(tmp_path, name="s", timeout_s=0)
+    with pytest.raises(ValueError, match="li6_window_u"):
+        SurfaceLabExport(tmp_path, name="s", li6_window_u=(6.1, 5.9))
+    det = SurfaceLabExport(tmp_path, name="s")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        det.mode.put("movie")
+
+
+# --------------------------------------------------------------------- with the simulator
+@pytest.fixture
+def sim(tmp_path: Path) -> SurfaceLabSimulator:
+    return SurfaceLabSimulator(
+        ErfcSample(), VirtualClock(), tmp_path / "export", seed=21,
+        settings=SimsSettings(field_of_view_um=(250.0, 100.0), pixels=(256, 103)),
+    )
+
+
+def test_line_profile_mode(sim: SurfaceLabSimulator) -> None:
+    det = _device(sim.export_folder, request=sim.request)
+    det.mode.put("line_profile")
+    x = [0.0, 0.1, 0.3, 1.0]
+    det.positions_mm.put(np.array(x))
+    _wait(det.trigger())
+    r = det.read()
+    assert set(r) == set(det.describe())
+    np.testing.assert_array_equal(r["sims_profile_x_mm"]["value"], x)
+    np.testing.assert_allclose(r["sims_profile_c"]["value"],
+                               sim.sample.line(np.array(x) * 1e-3), atol=0.003)
+    assert r["sims_profile_li7_counts"]["value"].shape == (4,)
+    # an image export is not taken for a profile, and vice versa
+    sim.acquire_image()
+    det.request = None
+    det.timeout_s = 0.3
+    with pytest.raises(InstrumentTimeout):
+        _wait(det.trigger())
+    det.mode.put("image")
+    _wait(det.trigger())
+    assert det.read()["sims_source_file"]["value"] == str(sim.last_export)
+    # positions that differ from the requested ones are an error
+    det2 = _device(sim.export_folder)
+    det2.mode.put("line_profile")
+    det2.positions_mm.put(np.array([0.0, 0.2]))
+    sim.acquire_line_profile([0.0, 0.3])
+    with pytest.raises(ExportFormatError, match="contradict the requested"):
+        _wait(det2.trigger())
+
+
+def _resolve(docs: list[tuple[str, dict]]) -> dict[str, list[np.ndarray]]:
+    """Resolve StreamResource/StreamDatum documents to arrays (per data key, per event)."""
+    resources = {d["uid"]: d for n, d in docs if n == "stream_resource"}
+    out: dict[str, list[np.ndarray]] = {}
+    for name, d in docs:
+        if name != "stream_datum":
+            continue
+        sres = resources[d["stream_resource"]]
+        assert sres["mimetype"] == "application/x-hdf5"
+        path = urlparse(sres["uri"]).path
+        with h5py.File(path, "r") as f:
+            ds = f[sres["parameters"]["dataset"]]
+            block = ds[d["indices"]["start"]:d["indices"]["stop"]]
+        out.setdefault(sres["data_key"], []).extend(block)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_run_engine_count_stores_images_that_read_back_identically(
+    sim: SurfaceLabSimulator,
+) -> None:
+    det = _device(sim.export_folder, request=sim.request)
+    docs: list[tuple[str, dict]] = []
+    RE = RunEngine({}, call_returns_result=True)
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    t0 = sim.clock.now()
+    result = RE(count([det], num=2))
+    assert result.exit_status == "success"
+    assert sim.clock.now() - t0 == pytest.approx(2 * 5 * 3600.0, abs=5.0)
+    names = [n for n, _ in docs]
+    assert names.count("stream_resource") == 6 and names.count("stream_datum") == 6
+    assert names.count("event") == 2
+    desc = next(d for n, d in docs if n == "descriptor")
+    for key in ("sims_li6_counts", "sims_li7_counts", "sims_c_fraction"):
+        assert desc["data_keys"][key]["external"] == "STREAM:"
+        assert desc["data_keys"][key]["shape"] == [103, 256]
+    assert desc["configuration"]["sims"]["data"]["sims_pulses_per_pixel"] == 2048
+    datums = [d for n, d in docs if n == "stream_datum"]
+    assert {d["descriptor"] for d in datums} == {desc["uid"]}
+    assert sorted(d["seq_nums"]["start"] for d in datums) == [1, 1, 1, 2, 2, 2]
+    events = [d for n, d in docs if n == "event"]
+    data = _resolve(docs)
+    for k, ev in enumerate(events):
+        bif6 = Path(ev["data"]["sims_source_file"])
+        imgs = read_bif6(bif6)
+        i6 = next(im for im in imgs if im.peak_id == 1).counts
+        i7 = next(im for im in imgs if im.peak_id == 2).counts
+        np.testing.assert_array_equal(data["sims_li6_counts"][k], i6)
+        np.testing.assert_array_equal(data["sims_li7_counts"][k], i7)
+        c, _ = isotope_fraction_map(i6, i7, 2048)
+        np.testing.assert_array_equal(data["sims_c_fraction"][k], c)
+        assert ev["data"]["sims_mean_c"] == pytest.approx(np.nanmean(c))
+        # the measured map follows the sample's true field
+        assert np.nanmean(np.abs(c - _true(sim, k))) < 0.05
+    assert events[0]["data"]["sims_source_file"] != events[1]["data"]["sims_source_file"]
+
+
+def _true(sim: SurfaceLabSimulator, k: int) -> np.ndarray:
+    return sim.last_true_c  # ErfcSample's field does not change with time
+
+
+def test_trigger_runs_in_the_background(folder: Path) -> None:
+    det = _device(folder)
+    status = det.trigger()
+    assert not status.done
+    threading.Timer(0.2, lambda: _write_export(folder, "late.bif6")).start()
+    _wait(status)
+    assert det.read()["sims_source_file"]["value"].endswith("late.bif6")
