@@ -17,8 +17,15 @@ addr   parameter                           access
 13     alarm 1 threshold (absolute high)   R/W
 35     setpoint rate limit, degC/min       R/W (0 = off)
 75     summary status word                 R
+78     setpoint rate disable (0/1)         R/W
 122    instrument identifier (0x2408)      R
+268    control inhibit (0/1)               R/W (1: output 0 %)
+273    auto (0) / manual (1) mode          R (always auto)
 =====  ==================================  =====
+
+Aliases used by common drivers (e.g. minimalmodbus' Eurotherm 3500 example): 24 (setpoint 1,
+the only setpoint here) = 2, 85 (working output) = 4, 289 (loop 1 PV) = 1, 10241 (alarm 1
+threshold) = 13.
 
 Every parameter is mirrored as an IEEE 754 float (full resolution, high word first) at
 ``0x8000 + 2 * addr`` (two registers). Function codes 3 and 4 read, 6 and 16 write.
@@ -56,8 +63,10 @@ INSTRUMENT_ID = 0x2408
 #: Bits of the summary status word (address 75) the simulator drives.
 EUROTHERM_STATUS_BITS: dict[str, int] = {"alarm_1": 0, "sensor_break": 5, "heater_fail": 7}
 
-_READABLE = (1, 2, 3, 4, 5, 11, 12, 13, 35, 75, 122)
-_WRITABLE = (2, 11, 12, 13, 35)
+_READABLE = (1, 2, 3, 4, 5, 11, 12, 13, 35, 75, 78, 122, 268, 273)
+_WRITABLE = (2, 11, 12, 13, 35, 78, 268)
+_ALIASES = {24: 2, 85: 4, 289: 1, 10241: 13}
+_FLAGS = (75, 78, 122, 268, 273)  # plain integers, not scaled
 _names = itertools.count(1)
 
 
@@ -124,6 +133,8 @@ class EurothermSimulator(RtuSlave):
         self.sp_high_C = high
         self.alarm_threshold_C = float(alarm_threshold_C)
         self.noise_K = float(noise_K)
+        self.ramp_setting_C_per_min = 0.0
+        self.ramp_disabled = False
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._t_lab = self.clock.now()
@@ -273,15 +284,18 @@ class EurothermSimulator(RtuSlave):
             11: lambda: self.sp_low_C,
             12: lambda: self.sp_high_C,
             13: lambda: self.alarm_threshold_C,
-            35: lambda: model.ramp_K_per_s * 60.0,
+            35: lambda: self.ramp_setting_C_per_min,
             75: lambda: float(self._status()),
+            78: lambda: float(self.ramp_disabled),
             122: lambda: float(INSTRUMENT_ID),
+            268: lambda: float(model.inhibited),
+            273: lambda: 0.0,
         }
-        return values[address]()
+        return values[_ALIASES.get(address, address)]()
 
     def _word(self, address: int) -> int:
         value = self._parameter(address)
-        if address in (75, 122):
+        if _ALIASES.get(address, address) in _FLAGS:
             return int(value)
         if math.isnan(value):
             return SENSOR_BREAK_WORD
@@ -295,11 +309,11 @@ class EurothermSimulator(RtuSlave):
             for reg in range(address, address + count):
                 if reg >= FLOAT_BASE:
                     parameter, half = divmod(reg - FLOAT_BASE, 2)
-                    if parameter not in _READABLE:
+                    if _ALIASES.get(parameter, parameter) not in _READABLE:
                         raise ModbusSlaveError(ILLEGAL_DATA_ADDRESS)
                     high, low = struct.unpack(">HH", struct.pack(">f", self._parameter(parameter)))
                     words.append(low if half else high)
-                elif reg in _READABLE:
+                elif _ALIASES.get(reg, reg) in _READABLE:
                     words.append(self._word(reg))
                 else:
                     raise ModbusSlaveError(ILLEGAL_DATA_ADDRESS)
@@ -318,8 +332,10 @@ class EurothermSimulator(RtuSlave):
                     updates.append((parameter, value))
             else:
                 for offset, word in enumerate(words):
+                    parameter = _ALIASES.get(address + offset, address + offset)
                     raw = word - 0x10000 if word & 0x8000 else word
-                    updates.append((address + offset, raw / 10.0))
+                    updates.append((parameter, float(word) if parameter in _FLAGS else raw / 10))
+            updates = [(_ALIASES.get(p, p), v) for p, v in updates]
             for parameter, _ in updates:
                 if parameter not in _WRITABLE:
                     raise ModbusSlaveError(ILLEGAL_DATA_ADDRESS)
@@ -348,4 +364,13 @@ class EurothermSimulator(RtuSlave):
         elif parameter == 35:
             if value < 0:
                 raise ModbusSlaveError(ILLEGAL_DATA_VALUE)
-            model.set_ramp(value / 60.0)
+            self.ramp_setting_C_per_min = value
+            model.set_ramp(0.0 if self.ramp_disabled else value / 60.0)
+        elif parameter in (78, 268):
+            if value not in (0.0, 1.0):
+                raise ModbusSlaveError(ILLEGAL_DATA_VALUE)
+            if parameter == 78:
+                self.ramp_disabled = bool(value)
+                model.set_ramp(0.0 if self.ramp_disabled else self.ramp_setting_C_per_min / 60)
+            else:
+                model.inhibited = bool(value)

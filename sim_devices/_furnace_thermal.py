@@ -43,6 +43,7 @@ class FurnaceThermalModel:
     heater_failed: bool = False
     heater_stuck_on: bool = False
     sensor_broken: bool = False
+    inhibited: bool = False
 
     def __post_init__(self) -> None:
         for label in ("room_K", "heat_tau_s", "max_rise_K", "control_tau_s"):
@@ -73,8 +74,8 @@ class FurnaceThermalModel:
             self.working_setpoint_K = self.target_K
 
     def _controller_output(self) -> float:
-        if self.sensor_broken:
-            return 0.0  # sensor-break output of the controller
+        if self.sensor_broken or self.inhibited:
+            return 0.0  # sensor-break output of the controller; inhibit turns control off
         if self.heater_stuck_on:
             return 1.0
         wanted = (self.temperature_K - self.room_K) + self.heat_tau_s * (

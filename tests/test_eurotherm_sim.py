@@ -187,6 +187,31 @@ def test_plain_minimalmodbus_against_the_simulator(sim, carrier):
         port.close()
 
 
+def test_calls_of_the_minimalmodbus_eurotherm3500_example_driver(sim, wall):
+    """The register set of minimalmodbus' Eurotherm 3500 example driver works unchanged."""
+    port = serial.serial_for_url(sim.url, baudrate=9600, timeout=0.3)
+    try:
+        instrument = minimalmodbus.Instrument(port, 1)
+        assert instrument.read_register(289, 1) == pytest.approx(22.0)  # PV loop 1
+        assert not instrument.read_register(273, 1) > 0  # auto mode
+        instrument.write_register(24, 95, 1)  # SP1
+        assert instrument.read_register(2, 1) == pytest.approx(95.0)  # target
+        instrument.write_register(35, 5.0, 1)  # SP rate, degC/min
+        assert instrument.read_register(35, 1) == pytest.approx(5.0)
+        instrument.write_register(78, 1, 0)  # disable the SP rate
+        assert instrument.read_register(78, 1) > 0
+        assert instrument.read_register(5, 1) == pytest.approx(95.0)  # working SP jumped
+        wall.t += 30.0
+        assert instrument.read_register(85, 1) > 50  # heating hard
+        instrument.write_register(268, 1, 0)  # inhibit control
+        assert instrument.read_register(268, 1) > 0
+        assert instrument.read_register(85, 1) == 0
+        instrument.write_register(10241, 900.0, 1)  # alarm 1 threshold
+        assert sim.alarm_threshold_C == pytest.approx(900.0)
+    finally:
+        port.close()
+
+
 def test_in_process_url_refuses_unknown_names():
     with pytest.raises(serial.SerialException, match="no such simulated slave"):
         serial.serial_for_url("simloop://nobody-here", timeout=0.1)
