@@ -39,7 +39,6 @@ class FurnaceThermalModel:
     target_K: float = math.nan
     working_setpoint_K: float = math.nan
     ramp_K_per_s: float = 0.0
-    output_percent: float = 0.0
     heater_failed: bool = False
     heater_stuck_on: bool = False
     sensor_broken: bool = False
@@ -72,6 +71,11 @@ class FurnaceThermalModel:
         self.ramp_K_per_s = float(ramp_K_per_s)
         if self.ramp_K_per_s == 0:
             self.working_setpoint_K = self.target_K
+
+    @property
+    def output_percent(self) -> float:
+        """Controller output now, % (what the heater is asked for)."""
+        return 100.0 * self._controller_output()
 
     def _controller_output(self) -> float:
         if self.sensor_broken or self.inhibited:
@@ -108,7 +112,6 @@ class FurnaceThermalModel:
             t_eq = self.room_K + self.max_rise_K * power
             previous = self.temperature_K
             self.temperature_K = t_eq + (previous - t_eq) * math.exp(-h / self.heat_tau_s)
-            self.output_percent = 100.0 * out
             remaining -= h
             if not ramping and abs(self.temperature_K - previous) < 1e-9 and remaining > 0:
                 break  # steady: nothing changes over the rest of the interval
