@@ -13,7 +13,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from ophyd.status import DeviceStatus
 
 from lltolab.comm import InstrumentError, InstrumentTimeout
 from lltolab.formats import (
-    SIMS_ASSET_DATASETS,
     SIMS_ASSET_MIMETYPE,
+    SIMS_IMAGE_DATASETS,
+    SIMS_PROFILE_DATASETS,
     ExportFormatError,
     SimsExport,
     bif6_status,
@@ -37,22 +39,29 @@ from lltolab.formats import (
     write_sims_asset,
 )
 
-__all__ = ["SurfaceLabExport", "LI6_MASS_U", "LI7_MASS_U", "band_means"]
+__all__ = ["SurfaceLabExport", "LineProfile", "LI6_MASS_U", "LI7_MASS_U", "band_means"]
 
 LI6_MASS_U = 6.015
 LI7_MASS_U = 7.016
 _MODES = ("image", "line_profile")
 #: read() keys (attribute names) per mode
-_IMAGE_READ = (
-    "mean_c", "li6_total", "li7_total", "c_row_bands", "c_column_bands", "saturated_pixels",
-    "source_file", "stage_temperature_K", "start_time", "end_time",
-)
-_PROFILE_READ = (
-    "profile_x_mm", "profile_c", "profile_li6_counts", "profile_li7_counts",
+_COMMON_READ = (
     "saturated_pixels", "source_file", "stage_temperature_K", "start_time", "end_time",
 )
+_IMAGE_READ = ("mean_c", "li6_total", "li7_total", *_COMMON_READ)
+_PROFILE_READ = ("n_points", *_COMMON_READ)
 
 RequestHook = Callable[[str, tuple[float, ...] | None], None]
+
+
+@dataclass(frozen=True)
+class LineProfile:
+    """The last line profile read: x (mm), corrected 6Li fraction, recorded counts."""
+
+    x_mm: np.ndarray
+    c: np.ndarray
+    li6_counts: np.ndarray
+    li7_counts: np.ndarray
 
 
 class _ModeSignal(Signal):
@@ -117,25 +126,26 @@ class SurfaceLabExport(Device):
     keys ``{name}_li6_counts``, ``{name}_li7_counts``, ``{name}_c_fraction``. C is
     I6/(I6+I7) after the Poisson dead-time correction -N ln(1 - I/N); pixels where an isotope
     counted on every pulse (I = N) are saturated: C is NaN there and ``saturated_pixels``
-    counts them. Line-profile mode (``mode`` = ``"line_profile"``): ``read()`` gives arrays
-    ``profile_x_mm``, ``profile_c``, ``profile_li6_counts``, ``profile_li7_counts``.
+    counts them. ``read()`` also gives ``{name}_c_row_band_{k}`` and
+    ``{name}_c_column_band_{k}`` (k < n_bands): mean C over bands of rows (y) and of columns
+    (x, the diffusion direction). All inline values are scalars or strings (SQL-table friendly).
+
+    Line-profile mode (``mode`` = ``"line_profile"``, ``positions_mm`` the requested x): the
+    arrays ``{name}_profile_x_mm``, ``{name}_profile_c``, ``{name}_profile_li6_counts``,
+    ``{name}_profile_li7_counts`` go to an HDF5 asset the same way (shape (n_points,)); the
+    last profile is also kept in memory as :attr:`last_profile` for plans.
     """
 
     # --- readings
     mean_c = Cpt(Signal, value=math.nan, kind="hinted", doc="mean 6Li fraction of the image")
     li6_total = Cpt(Signal, value=0, doc="recorded 6Li+ counts, whole image")
     li7_total = Cpt(Signal, value=0, doc="recorded 7Li+ counts, whole image")
-    c_row_bands = Cpt(Signal, value=np.zeros(0), doc="mean C per band of rows (y)")
-    c_column_bands = Cpt(Signal, value=np.zeros(0), doc="mean C per band of columns (x)")
     saturated_pixels = Cpt(Signal, value=0, doc="pixels with I = N for 6Li or 7Li")
     source_file = Cpt(Signal, value="", doc="the BIF6 export read")
     stage_temperature_K = Cpt(Signal, value=math.nan, doc="stage temperature (K), sidecar")
     start_time = Cpt(Signal, value="", doc="acquisition start (ISO 8601)")
     end_time = Cpt(Signal, value="", doc="acquisition end (ISO 8601)")
-    profile_x_mm = Cpt(Signal, value=np.zeros(0), doc="line profile: x of each point (mm)")
-    profile_c = Cpt(Signal, value=np.zeros(0), doc="line profile: corrected 6Li fraction")
-    profile_li6_counts = Cpt(Signal, value=np.zeros(0, dtype=np.int64))
-    profile_li7_counts = Cpt(Signal, value=np.zeros(0, dtype=np.int64))
+    n_points = Cpt(Signal, value=0, doc="line profile: number of points")
     # --- configuration: device settings
     mode = Cpt(_ModeSignal, value="image", kind="config")
     positions_mm = Cpt(Signal, value=np.zeros(0), kind="config",
@@ -205,7 +215,11 @@ class SurfaceLabExport(Device):
         self._seen: dict[Path, tuple[int, int]] = {}
         self._mark_present_as_seen()
         self._asset_docs: deque[tuple[str, dict]] = deque()
-        self._image_shape: tuple[int, int] | None = None
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self.row_band_means = np.full(n_bands, math.nan)
+        self.column_band_means = np.full(n_bands, math.nan)
+        self._band_timestamp = time.time()
+        self.last_profile: LineProfile | None = None
         self._n_acquired = 0
         self._abort = threading.Event()
         self.last_export: SimsExport | None = None
@@ -239,22 +253,34 @@ class SurfaceLabExport(Device):
 
     def read(self) -> dict[str, dict[str, Any]]:
         keys = self._read_keys()
-        return {k: v for k, v in super().read().items() if k in keys}
+        out = {k: v for k, v in super().read().items() if k in keys}
+        if self.mode.get() == "image":
+            for key, value in self._band_values().items():
+                out[key] = {"value": value, "timestamp": self._band_timestamp}
+        return out
 
     def describe(self) -> dict[str, dict[str, Any]]:
         keys = self._read_keys()
         out = {k: v for k, v in super().describe().items() if k in keys}
         if self.mode.get() == "image":
-            ny, nx = self._image_shape or (206, 512)
-            for ds, dtype in SIMS_ASSET_DATASETS.items():
-                out[f"{self.name}_{ds}"] = {
-                    "source": f"file://{self.asset_dir}",
-                    "dtype": "array",
-                    "dtype_numpy": dtype,
-                    "shape": [ny, nx],
-                    "dims": ["y", "x"],
-                    "external": "STREAM:",
-                }
+            for key in self._band_values():
+                out[key] = {"source": f"SIM:{self.name}.bands", "dtype": "number",
+                            "dtype_numpy": "<f8", "shape": []}
+            datasets, shape, dims = SIMS_IMAGE_DATASETS, self._shapes.get("image"), ["y", "x"]
+            shape = shape or (206, 512)
+        else:
+            n = len(np.atleast_1d(self.positions_mm.get())) or 1
+            datasets, dims = SIMS_PROFILE_DATASETS, ["point"]
+            shape = self._shapes.get("line_profile") or (n,)
+        for ds, dtype in datasets.items():
+            out[f"{self.name}_{ds}"] = {
+                "source": f"file://{self.asset_dir}",
+                "dtype": "array",
+                "dtype_numpy": dtype,
+                "shape": list(shape),
+                "dims": dims,
+                "external": "STREAM:",
+            }
         return out
 
     def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
@@ -263,10 +289,17 @@ class SurfaceLabExport(Device):
             yield self._asset_docs.popleft()
 
     def get_index(self) -> int:
-        """Number of image exports converted so far."""
+        """Number of exports converted so far."""
         return self._n_acquired
 
     # ------------------------------------------------------------------ internals
+    def _band_values(self) -> dict[str, float]:
+        out = {}
+        for label, values in (("row", self.row_band_means), ("column", self.column_band_means)):
+            for k, v in enumerate(values):
+                out[f"{self.name}_c_{label}_band_{k}"] = float(v)
+        return out
+
     def _read_keys(self) -> set[str]:
         attrs = _IMAGE_READ if self.mode.get() == "image" else _PROFILE_READ
         return {getattr(self, a).name for a in attrs}
@@ -385,23 +418,29 @@ class SurfaceLabExport(Device):
                     f"line-profile positions {list(x)} mm contradict the requested "
                     f"{list(positions)} mm",
                 )
+            profile = LineProfile(x, c[0].copy(), i6[0].copy(), i7[0].copy())
+            arrays = {"profile_x_mm": profile.x_mm, "profile_c": profile.c,
+                      "profile_li6_counts": profile.li6_counts,
+                      "profile_li7_counts": profile.li7_counts}
+            asset = self._write_asset(export, arrays)
             self._publish_common(export, int(saturated.sum()))
-            self.profile_x_mm.put(x)
-            self.profile_c.put(c[0].copy())
-            self.profile_li6_counts.put(i6[0].astype(np.int64))
-            self.profile_li7_counts.put(i7[0].astype(np.int64))
-            self.last_export = export
-            return
-        asset = self._write_asset(export, i6, i7, c)
-        finite = c[np.isfinite(c)]
-        self._publish_common(export, int(saturated.sum()))
-        self.mean_c.put(float(finite.mean()) if finite.size else math.nan)
-        self.li6_total.put(int(i6.sum(dtype=np.int64)))
-        self.li7_total.put(int(i7.sum(dtype=np.int64)))
-        self.c_row_bands.put(band_means(c, self.n_bands, axis=0))
-        self.c_column_bands.put(band_means(c, self.n_bands, axis=1))
-        self._image_shape = c.shape
-        self._stash_asset_docs(asset, c.shape)
+            self.n_points.put(len(x))
+            self.last_profile = profile
+        else:
+            asset = self._write_asset(
+                export, {"li6_counts": i6, "li7_counts": i7, "c_fraction": c})
+            finite = c[np.isfinite(c)]
+            self._publish_common(export, int(saturated.sum()))
+            self.mean_c.put(float(finite.mean()) if finite.size else math.nan)
+            self.li6_total.put(int(i6.sum(dtype=np.int64)))
+            self.li7_total.put(int(i7.sum(dtype=np.int64)))
+            self.row_band_means = band_means(c, self.n_bands, axis=0)
+            self.column_band_means = band_means(c, self.n_bands, axis=1)
+            self._band_timestamp = time.time()
+            arrays = {"li6_counts": i6, "li7_counts": i7, "c_fraction": c}
+        shape = np.shape(next(iter(arrays.values())))
+        self._shapes[mode] = shape
+        self._stash_asset_docs(asset, arrays, shape)
         self._n_acquired += 1
         self.last_export = export
         self.last_asset = asset
@@ -425,20 +464,20 @@ class SurfaceLabExport(Device):
         self.primary_current_pA.put(float(sc.primary_current_pA))
         self.dose_ions_per_cm2.put(float(sc.dose_ions_per_cm2))
 
-    def _write_asset(
-        self, export: SimsExport, i6: np.ndarray, i7: np.ndarray, c: np.ndarray
-    ) -> Path:
+    def _write_asset(self, export: SimsExport, arrays: Mapping[str, np.ndarray]) -> Path:
         self.asset_dir.mkdir(parents=True, exist_ok=True)
         dest = self.asset_dir / f"{export.bif6_path.stem}_{uuid.uuid4().hex[:12]}.h5"
         return write_sims_asset(
-            dest, li6_counts=i6, li7_counts=i7, c_fraction=c,
+            dest, arrays,
             attrs={"bif6_path": str(export.bif6_path),
                    "sidecar_path": str(export.sidecar_path),
                    "sidecar": export.sidecar.to_dict()},
         )
 
-    def _stash_asset_docs(self, asset: Path, shape: Sequence[int]) -> None:
-        for ds in SIMS_ASSET_DATASETS:
+    def _stash_asset_docs(
+        self, asset: Path, arrays: Mapping[str, np.ndarray], shape: Sequence[int]
+    ) -> None:
+        for ds in arrays:
             bundle = compose_stream_resource(
                 mimetype=SIMS_ASSET_MIMETYPE,
                 uri=f"file://localhost{asset.resolve()}",

@@ -153,7 +153,8 @@ def test_hdf5_asset_round_trip_and_no_overwrite(tmp_path: Path) -> None:
     a7 = rng.integers(0, 100, (4, 5)).astype(np.uint32)
     c = rng.random((4, 5))
     c[0, 0] = np.nan
-    p = write_sims_asset(tmp_path / "x.h5", li6_counts=a6, li7_counts=a7, c_fraction=c,
+    arrays = {"li6_counts": a6, "li7_counts": a7, "c_fraction": c}
+    p = write_sims_asset(tmp_path / "x.h5", arrays,
                          attrs={"bif6_path": "/data/e.bif6", "sidecar": {"kind": "image"}})
     back = read_sims_asset(p)
     assert back["li6_counts"].shape == (1, 4, 5)
@@ -161,10 +162,17 @@ def test_hdf5_asset_round_trip_and_no_overwrite(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back["li7_counts"][0], a7)
     np.testing.assert_array_equal(back["c_fraction"][0], c)
     with pytest.raises(FileExistsError):
-        write_sims_asset(p, li6_counts=a6, li7_counts=a7, c_fraction=c)
+        write_sims_asset(p, arrays)
     assert not list(tmp_path.glob(".*tmp"))
     with pytest.raises(ValueError, match="one shape"):
-        write_sims_asset(tmp_path / "y.h5", li6_counts=a6, li7_counts=a7, c_fraction=c[:2])
+        write_sims_asset(tmp_path / "y.h5", {**arrays, "c_fraction": c[:2]})
+    with pytest.raises(ValueError, match="neither the image set"):
+        write_sims_asset(tmp_path / "y.h5", {"li6_counts": a6})
+    prof = {"profile_x_mm": np.array([0.0, 0.5]), "profile_c": np.array([0.9, 0.1]),
+            "profile_li6_counts": np.array([9, 1]), "profile_li7_counts": np.array([1, 9])}
+    back = read_sims_asset(write_sims_asset(tmp_path / "p.h5", prof))
+    assert back["profile_li7_counts"].dtype == np.uint32
+    np.testing.assert_array_equal(back["profile_x_mm"], [[0.0, 0.5]])
 
 
 def test_frozen_sidecar_replace_revalidates() -> None:

@@ -126,10 +126,12 @@ def test_trigger_reads_a_new_export(folder: Path) -> None:
     assert r["sims_mean_c"]["value"] == pytest.approx(np.nanmean(c))
     assert r["sims_li6_total"]["value"] == int(imgs[0].counts.sum())
     assert r["sims_li7_total"]["value"] == int(imgs[1].counts.sum())
-    np.testing.assert_allclose(r["sims_c_row_bands"]["value"],
-                               [np.nanmean(c[2 * k:2 * k + 2]) for k in range(4)])
-    np.testing.assert_allclose(r["sims_c_column_bands"]["value"],
-                               [np.nanmean(c[:, 4 * k:4 * k + 4]) for k in range(4)])
+    for k in range(4):
+        assert r[f"sims_c_row_band_{k}"]["value"] == pytest.approx(np.nanmean(c[2 * k:2 * k + 2]))
+        assert r[f"sims_c_column_band_{k}"]["value"] == pytest.approx(
+            np.nanmean(c[:, 4 * k:4 * k + 4]))
+    # inline values are scalars or strings only (SQL-table friendly)
+    assert all(np.ndim(v["value"]) == 0 for v in r.values())
     assert r["sims_stage_temperature_K"]["value"] == 163.0
     d = det.describe()
     external = {k for k, v in d.items() if v.get("external") == "STREAM:"}
@@ -322,11 +324,21 @@ def test_line_profile_mode(sim: SurfaceLabSimulator) -> None:
     det.positions_mm.put(np.array(x))
     _wait(det.trigger())
     r = det.read()
-    assert set(r) == set(det.describe())
-    np.testing.assert_array_equal(r["sims_profile_x_mm"]["value"], x)
-    np.testing.assert_allclose(r["sims_profile_c"]["value"],
-                               sim.sample.line(np.array(x) * 1e-3), atol=0.003)
-    assert r["sims_profile_li7_counts"]["value"].shape == (4,)
+    d = det.describe()
+    external = {k for k, v in d.items() if v.get("external") == "STREAM:"}
+    assert external == {"sims_profile_x_mm", "sims_profile_c", "sims_profile_li6_counts",
+                        "sims_profile_li7_counts"}
+    assert set(r) == set(d) - external
+    assert r["sims_n_points"]["value"] == 4
+    prof = det.last_profile
+    np.testing.assert_array_equal(prof.x_mm, x)
+    np.testing.assert_allclose(prof.c, sim.sample.line(np.array(x) * 1e-3), atol=0.003)
+    assert prof.li7_counts.shape == (4,)
+    docs = list(det.collect_asset_docs())
+    data = _resolve([(n, dict(doc, descriptor="")) for n, doc in docs])
+    np.testing.assert_array_equal(data["sims_profile_x_mm"][0], x)
+    np.testing.assert_array_equal(data["sims_profile_c"][0], prof.c)
+    assert d["sims_profile_c"]["shape"] == [4]
     # an image export is not taken for a profile, and vice versa
     sim.acquire_image()
     det.request = None

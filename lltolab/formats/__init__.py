@@ -18,7 +18,14 @@ from ._bif6 import (
 from ._counting import dead_time_correct, isotope_fraction_map
 from ._errors import ExportFormatError
 from ._export import SimsExport, read_export, select_peak
-from ._hdf5 import SIMS_ASSET_DATASETS, SIMS_ASSET_MIMETYPE, read_sims_asset, write_sims_asset
+from ._hdf5 import (
+    SIMS_ASSET_DATASETS,
+    SIMS_ASSET_MIMETYPE,
+    SIMS_IMAGE_DATASETS,
+    SIMS_PROFILE_DATASETS,
+    read_sims_asset,
+    write_sims_asset,
+)
 from ._sidecar import SIDECAR_FORMAT, SimsSidecar, read_sidecar, sidecar_path_for, write_sidecar
 
 __all__ = [
@@ -40,6 +47,8 @@ __all__ = [
     "select_peak",
     "SIMS_ASSET_DATASETS",
     "SIMS_ASSET_MIMETYPE",
+    "SIMS_IMAGE_DATASETS",
+    "SIMS_PROFILE_DATASETS",
     "read_sims_asset",
     "write_sims_asset",
     "SIDECAR_FORMAT",

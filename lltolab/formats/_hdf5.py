@@ -1,11 +1,15 @@
 """HDF5 asset files of SIMS images (what StreamResource documents point at).
 
-One file per export, never overwritten: datasets of shape (1, ny, nx) so that several assets of
-one run stack along the first axis (bluesky-tiled-plugins' HDF5 consolidator, join "stack")::
+One file per export, never overwritten: datasets with a leading frame axis of length 1 so that
+several assets of one run stack along it (bluesky-tiled-plugins' HDF5 consolidator, "stack").
+Images, shape (1, ny, nx)::
 
     /li6_counts   uint32   recorded 6Li+ counts
     /li7_counts   uint32   recorded 7Li+ counts
     /c_fraction   float64  dead-time-corrected 6Li fraction (NaN: saturated / no counts)
+
+Line profiles, shape (1, n_points): /profile_x_mm, /profile_c, /profile_li6_counts,
+/profile_li7_counts.
 
 File attributes carry the source BIF6 path and the acquisition metadata (JSON).
 """
@@ -23,23 +27,37 @@ import numpy as np
 
 from ._errors import ExportFormatError
 
-__all__ = ["SIMS_ASSET_DATASETS", "SIMS_ASSET_MIMETYPE", "write_sims_asset", "read_sims_asset"]
+__all__ = [
+    "SIMS_ASSET_DATASETS",
+    "SIMS_IMAGE_DATASETS",
+    "SIMS_PROFILE_DATASETS",
+    "SIMS_ASSET_MIMETYPE",
+    "write_sims_asset",
+    "read_sims_asset",
+]
 
 SIMS_ASSET_MIMETYPE = "application/x-hdf5"
-#: dataset name -> numpy dtype string
-SIMS_ASSET_DATASETS: dict[str, str] = {
+#: image assets: dataset name -> numpy dtype string
+SIMS_IMAGE_DATASETS: dict[str, str] = {
     "li6_counts": "<u4",
     "li7_counts": "<u4",
     "c_fraction": "<f8",
 }
+#: line-profile assets: dataset name -> numpy dtype string (each of shape (1, n_points))
+SIMS_PROFILE_DATASETS: dict[str, str] = {
+    "profile_x_mm": "<f8",
+    "profile_c": "<f8",
+    "profile_li6_counts": "<u4",
+    "profile_li7_counts": "<u4",
+}
+#: every dataset an asset may hold
+SIMS_ASSET_DATASETS: dict[str, str] = {**SIMS_IMAGE_DATASETS, **SIMS_PROFILE_DATASETS}
 
 
 def write_sims_asset(
     path: str | os.PathLike[str],
+    arrays: Mapping[str, np.ndarray],
     *,
-    li6_counts: np.ndarray,
-    li7_counts: np.ndarray,
-    c_fraction: np.ndarray,
     attrs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write one asset file atomically (temporary name, then rename); refuse to overwrite.
@@ -48,10 +66,11 @@ def write_sims_asset(
     ----------
     path : path-like
         Destination ``.h5`` file; must not exist.
-    li6_counts, li7_counts : array (ny, nx) of unsigned int
-        Recorded counts.
-    c_fraction : array (ny, nx) of float
-        Dead-time-corrected 6Li fraction.
+    arrays : mapping of name -> array
+        Either the image datasets (:data:`SIMS_IMAGE_DATASETS`: recorded counts and the
+        dead-time-corrected fraction, each (ny, nx)) or the line-profile datasets
+        (:data:`SIMS_PROFILE_DATASETS`, each (n_points,)); all of one shape. Each is stored
+        with a leading axis of length 1 (one frame per file).
     attrs : mapping, optional
         File attributes; non-scalar values are stored as JSON text.
 
@@ -63,18 +82,20 @@ def write_sims_asset(
     dest = Path(path)
     if dest.exists():
         raise FileExistsError(f"{dest}: asset exists already; assets are never overwritten")
-    arrays = {"li6_counts": li6_counts, "li7_counts": li7_counts, "c_fraction": c_fraction}
-    shape = np.shape(li6_counts)
-    if len(shape) != 2 or any(np.shape(a) != shape for a in arrays.values()):
+    names = set(arrays)
+    if names not in (set(SIMS_IMAGE_DATASETS), set(SIMS_PROFILE_DATASETS)):
         raise ValueError(
-            "li6_counts, li7_counts and c_fraction must be 2-D of one shape, got "
-            + str({k: np.shape(a) for k, a in arrays.items()})
+            f"asset datasets {sorted(names)} are neither the image set "
+            f"{sorted(SIMS_IMAGE_DATASETS)} nor the profile set {sorted(SIMS_PROFILE_DATASETS)}"
         )
+    shapes = {k: np.shape(a) for k, a in arrays.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"asset arrays must share one shape, got {shapes}")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w", libver="latest") as f:
-            for name, dtype in SIMS_ASSET_DATASETS.items():
-                data = np.asarray(arrays[name]).astype(dtype, copy=False)[np.newaxis]
+            for name, arr in arrays.items():
+                data = np.asarray(arr).astype(SIMS_ASSET_DATASETS[name], copy=False)[np.newaxis]
                 f.create_dataset(name, data=data, chunks=data.shape)
             for key, value in (attrs or {}).items():
                 if isinstance(value, str | int | float | bool | np.number):
@@ -88,16 +109,17 @@ def write_sims_asset(
 
 
 def read_sims_asset(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read the three datasets of an asset file (each of shape (k, ny, nx)).
+    """Read the datasets of an asset file (each with a leading frame axis).
 
     Raises
     ------
     ExportFormatError
-        A dataset is missing.
+        Neither the complete image set nor the complete profile set is present.
     """
     p = Path(path)
     with h5py.File(p, "r") as f:
-        missing = [k for k in SIMS_ASSET_DATASETS if k not in f]
-        if missing:
-            raise ExportFormatError(p, f"asset lacks datasets {missing}")
-        return {k: f[k][()] for k in SIMS_ASSET_DATASETS}
+        for group in (SIMS_IMAGE_DATASETS, SIMS_PROFILE_DATASETS):
+            if all(k in f for k in group):
+                return {k: f[k][()] for k in group}
+        have = sorted(f)
+    raise ExportFormatError(p, f"asset lacks the image or profile datasets (has {have})")
