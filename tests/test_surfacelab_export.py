@@ -425,3 +425,42 @@ def test_trigger_runs_in_the_background(folder: Path) -> None:
     threading.Timer(0.2, lambda: _write_export(folder, "late.bif6")).start()
     _wait(status)
     assert det.read()["sims_source_file"]["value"].endswith("late.bif6")
+
+
+@pytest.mark.timeout(120)
+def test_images_read_back_identically_from_a_tiled_catalog(
+    sim: SurfaceLabSimulator, tmp_path: Path
+) -> None:
+    """The SIMS documents through bluesky-tiled-plugins' TiledWriter into an embedded tiled
+    catalog (SQLite): the external images read back from the catalog equal the BIF6 data."""
+    from bluesky_tiled_plugins import TiledWriter
+    from tiled.catalog import from_uri
+    from tiled.client import Context, from_context
+    from tiled.server.app import build_app
+
+    store = tmp_path / "catalog"
+    (store / "data").mkdir(parents=True)
+    adapter = from_uri(
+        f"sqlite:///{store}/catalog.db",
+        writable_storage=[str(store / "data"), f"sqlite:///{store}/tables.db"],
+        readable_storage=[str(sim.export_folder)],
+        init_if_not_exists=True,
+    )
+    with Context.from_app(build_app(adapter)) as ctx:
+        client = from_context(ctx)
+        det = _device(sim.export_folder, request=sim.request)
+        RE = RunEngine({})
+        RE.subscribe(TiledWriter(client))
+        (uid,) = RE(count([det], num=2))
+        stream = client[uid]["primary"]
+        li6 = stream["sims_li6_counts"].read()
+        li7 = stream["sims_li7_counts"].read()
+        c = stream["sims_c_fraction"].read()
+        sources = stream["sims_source_file"].read()
+        assert li6.shape == (2, 103, 256) and li6.dtype == np.uint32
+        for k in range(2):
+            imgs = read_bif6(str(sources[k]))
+            np.testing.assert_array_equal(li6[k], imgs[0].counts)
+            np.testing.assert_array_equal(li7[k], imgs[1].counts)
+            expect, _ = isotope_fraction_map(imgs[0].counts, imgs[1].counts, 2048)
+            np.testing.assert_array_equal(c[k], expect)
