@@ -190,8 +190,9 @@ def test_unreachable_target_times_out_and_holds():
     ],
 )
 def test_faults_fail_the_move_without_hanging(furnace, sim, fault, error, match):
-    status = furnace.set(300.0 + C)
+    status = furnace.set(600.0 + C)  # about 0.6 s of heating at this time scale
     time.sleep(0.05)
+    assert not status.done
     setattr(sim, fault, True)
     t0 = time.monotonic()
     with pytest.raises(error, match=match):
@@ -208,8 +209,9 @@ def test_over_temperature_alarm_fails_the_move(furnace, sim):
 
 
 def test_dropped_link_during_polling_is_survived(furnace, sim):
-    status = furnace.set(150.0 + C)
+    status = furnace.set(600.0 + C)
     time.sleep(0.05)
+    assert not status.done
     sim.drop_connections()
     status.wait(10)  # reads retry once after reopening the link
     assert status.success
