@@ -43,6 +43,7 @@ class VirtualClock:
         self._anchor_lab = float(start_s)
         self._scale = float(time_scale)
         self._jump_listeners: list[Callable[[float, float], None]] = []
+        self._before_jump_listeners: list[Callable[[float, float], None]] = []
 
     def now(self) -> float:
         """Current lab time in seconds."""
@@ -71,13 +72,34 @@ class VirtualClock:
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"jump duration must be finite and >= 0 s, got {seconds!r}")
         with self._lock:
+            before = list(self._before_jump_listeners)
+        if before:  # called without the clock's lock held: listeners may read other models
             start = self.now()
-            self._anchor_lab += seconds
+            for listener in before:
+                listener(start, start + seconds)
+        with self._lock:
+            start = self.now()
             end = start + seconds
+            self._anchor_lab += seconds
             listeners = list(self._jump_listeners)
         for listener in listeners:
             listener(start, end)
         return end
+
+    def wait(self, seconds: float, cancel: threading.Event | None = None) -> float:
+        """A lab wait: in the virtual lab it passes instantly (:meth:`jump`).
+
+        ``cancel`` is accepted for interface compatibility with a wall clock (a jump cannot
+        be interrupted); a wait already cancelled does not jump.
+        """
+        if cancel is not None and cancel.is_set():
+            return self.now()
+        return self.jump(seconds)
+
+    def on_before_jump(self, callback: Callable[[float, float], None]) -> None:
+        """Register ``callback(start_s, end_s)``, called just before every jump (clock at start)."""
+        with self._lock:
+            self._before_jump_listeners.append(callback)
 
     def on_jump(self, callback: Callable[[float, float], None]) -> None:
         """Register ``callback(start_s, end_s)``, called after every jump."""
