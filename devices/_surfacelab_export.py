@@ -116,8 +116,10 @@ class SurfaceLabExport(Device):
         Folder polling interval (s).
     request : callable, optional
         ``request(kind, positions_mm)`` called when a trigger starts, e.g. a prompt to the
-        operator or the simulated SurfaceLab. With it, only files appearing after the call count
-        as new; without it, any export not consumed before (and not present at construction).
+        operator or the simulated SurfaceLab; it runs in its own thread while the folder is
+        watched (``timeout_s`` still bounds the trigger; an exception in it fails the trigger
+        as InstrumentError). With it, only files appearing after the call count as new;
+        without it, any export not consumed before (and not present at construction).
 
     Notes
     -----
@@ -323,19 +325,36 @@ class SurfaceLabExport(Device):
     def _acquire(
         self, status: DeviceStatus, mode: str, positions: tuple[float, ...] | None
     ) -> None:
+        request_error: list[BaseException] = []
+        if self.request is not None:
+            hook = self.request
+
+            def run_request() -> None:
+                try:
+                    hook(mode, positions)
+                except Exception as exc:  # noqa: BLE001 - re-raised by the poller
+                    request_error.append(exc)
+
+            threading.Thread(target=run_request, name=f"{self.name}-request",
+                             daemon=True).start()
         try:
-            if self.request is not None:
-                self.request(mode, positions)
-            self._wait_and_convert(mode, positions)
+            self._wait_and_convert(mode, positions, request_error)
         except Exception as exc:  # noqa: BLE001 - surfaced through the status
             status.set_exception(exc)
         else:
             status.set_finished()
 
-    def _wait_and_convert(self, mode: str, positions: tuple[float, ...] | None) -> None:
+    def _wait_and_convert(
+        self, mode: str, positions: tuple[float, ...] | None,
+        request_error: list[BaseException],
+    ) -> None:
         deadline = time.monotonic() + self.timeout_s
         waiting: dict[Path, str] = {}
         while True:
+            if request_error:
+                raise InstrumentError(
+                    f"{self.name}: the acquisition request failed: {request_error[0]}"
+                ) from request_error[0]
             if self._abort.is_set():
                 raise InstrumentError(f"{self.name}: trigger stopped before an export arrived")
             for path in self._exports():

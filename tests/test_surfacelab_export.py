@@ -464,3 +464,25 @@ def test_images_read_back_identically_from_a_tiled_catalog(
             np.testing.assert_array_equal(li7[k], imgs[1].counts)
             expect, _ = isotope_fraction_map(imgs[0].counts, imgs[1].counts, 2048)
             np.testing.assert_array_equal(c[k], expect)
+
+
+def test_request_hook_failures_surface_and_hangs_time_out(folder: Path) -> None:
+    def broken(kind, positions):
+        raise RuntimeError("operator cancelled")
+
+    det = _device(folder, request=broken)
+    with pytest.raises(InstrumentError, match="request failed: operator cancelled"):
+        _wait(det.trigger())
+    release = threading.Event()
+    det = _device(folder, timeout_s=0.3, request=lambda kind, positions: release.wait(10))
+    with pytest.raises(InstrumentTimeout):
+        _wait(det.trigger())
+    release.set()
+    calls = []
+    det = _device(folder, request=lambda kind, positions: calls.append((kind, positions)))
+    det.mode.put("line_profile")
+    det.positions_mm.put(np.array([0.0, 2.0]))
+    det.timeout_s = 0.2
+    with pytest.raises(InstrumentTimeout):
+        _wait(det.trigger())
+    assert calls == [("line_profile", (0.0, 2.0))]
