@@ -135,7 +135,11 @@ class SurfaceLabExport(Device):
     Line-profile mode (``mode`` = ``"line_profile"``, ``positions_mm`` the requested x): the
     arrays ``{name}_profile_x_mm``, ``{name}_profile_c``, ``{name}_profile_li6_counts``,
     ``{name}_profile_li7_counts`` go to an HDF5 asset the same way (shape (n_points,)); the
-    last profile is also kept in memory as :attr:`last_profile` for plans.
+    last profile is also kept in memory as :attr:`last_profile` for plans. The two modes have
+    different data keys: read each mode into its own event stream (or run).
+
+    Only exports of the current mode's kind (sidecar ``kind``) are taken; the others are left
+    for a trigger in the other mode. Each asset is a new file; nothing is ever overwritten.
     """
 
     # --- readings

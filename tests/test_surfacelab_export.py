@@ -428,15 +428,24 @@ def test_trigger_runs_in_the_background(folder: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_images_read_back_identically_from_a_tiled_catalog(
-    sim: SurfaceLabSimulator, tmp_path: Path
-) -> None:
-    """The SIMS documents through bluesky-tiled-plugins' TiledWriter into an embedded tiled
-    catalog (SQLite): the external images read back from the catalog equal the BIF6 data."""
+def test_images_read_back_identically_from_a_tiled_catalog(tmp_path: Path) -> None:
+    """The real VirtualSample, exchanged 59 h and quenched, imaged twice through the simulator;
+    the documents go through bluesky-tiled-plugins' TiledWriter into an embedded tiled catalog
+    (SQLite): the external images read back from the catalog equal the BIF6 data."""
     from bluesky_tiled_plugins import TiledWriter
     from tiled.catalog import from_uri
     from tiled.client import Context, from_context
     from tiled.server.app import build_app
+
+    from lltolab.diffusion import VirtualSample
+
+    sample = VirtualSample.paper_default(seed=2, window_m=(-10e-6, 260e-6, 0.0, 110e-6))
+    sample.set_environment(0.0, temperature_K=295.15, immersed=True)
+    sample.set_environment(59 * 3600.0, temperature_K=163.15, immersed=False)
+    sim = SurfaceLabSimulator(
+        sample, VirtualClock(start_s=59 * 3600.0), tmp_path / "export", seed=21,
+        settings=SimsSettings(field_of_view_um=(250.0, 100.0), pixels=(256, 103)),
+    )
 
     store = tmp_path / "catalog"
     (store / "data").mkdir(parents=True)
@@ -464,6 +473,10 @@ def test_images_read_back_identically_from_a_tiled_catalog(
             np.testing.assert_array_equal(li7[k], imgs[1].counts)
             expect, _ = isotope_fraction_map(imgs[0].counts, imgs[1].counts, 2048)
             np.testing.assert_array_equal(c[k], expect)
+        # the measured map shows the exchanged edge and follows the true field
+        assert np.nanmean(c[1][:, :10]) > 0.5 > np.nanmean(c[1][:, -10:])
+        assert abs(np.nanmean(c[1]) - sim.last_true_c.mean()) < 0.005
+        assert stream["sims_stage_temperature_K"].read()[0] == pytest.approx(163.15)
 
 
 def test_request_hook_failures_surface_and_hangs_time_out(folder: Path) -> None:
