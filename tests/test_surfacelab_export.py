@@ -499,3 +499,31 @@ def test_request_hook_failures_surface_and_hangs_time_out(folder: Path) -> None:
     with pytest.raises(InstrumentTimeout):
         _wait(det.trigger())
     assert calls == [("line_profile", (0.0, 2.0))]
+
+
+def test_image_and_line_profile_in_one_run_on_separate_streams(
+    sim: SurfaceLabSimulator,
+) -> None:
+    import bluesky.plan_stubs as bps
+
+    det = _device(sim.export_folder, request=sim.request)
+    docs: list[tuple[str, dict]] = []
+    RE = RunEngine({})
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.trigger_and_read([det], name="image")
+        yield from bps.mv(det.mode, "line_profile", det.positions_mm, np.array([0.0, 0.5, 2.0]))
+        yield from bps.trigger_and_read([det], name="profile")
+        yield from bps.close_run()
+
+    RE(plan())
+    descs = {d["name"]: d for n, d in docs if n == "descriptor"}
+    assert set(descs) == {"image", "profile"}
+    assert "sims_c_fraction" in descs["image"]["data_keys"]
+    assert descs["profile"]["data_keys"]["sims_profile_c"]["shape"] == [3]
+    data = _resolve(docs)
+    np.testing.assert_array_equal(data["sims_profile_x_mm"][0], [0.0, 0.5, 2.0])
+    np.testing.assert_array_equal(data["sims_profile_c"][0], det.last_profile.c)
+    assert data["sims_c_fraction"][0].shape == (103, 256)
