@@ -30,7 +30,6 @@ from lltolab.diffusion import (
     FVNetwork,
     Integrator,
     Microstructure,
-    StepControl,
     VirtualSample,
     celsius_to_kelvin,
 )

@@ -1,9 +1,27 @@
 """lltolab.devices (being built; see the open issues)."""
 
 from ._cryostage import CryoStage, LakeShoreLink
+from ._exchange_cell import ExchangeCell
 from ._furnace import Furnace
+from ._lab_clock import MAX_WAIT_S, LabClock, TimeSource, WallClock
+from ._operator import (
+    CallbackConfirmation,
+    Confirmation,
+    FileConfirmation,
+    OperatorCancelled,
+    OperatorRefused,
+    OperatorRequest,
+    OperatorTimeout,
+    PromptConfirmation,
+)
+from ._sample_handler import SAMPLE_LOCATIONS, SampleHandler
 from ._surfacelab_export import SurfaceLabExport
 
 __all__: list[str] = ["CryoStage", "LakeShoreLink"]
 __all__ += ["SurfaceLabExport"]
 __all__ += ["Furnace"]
+__all__ += [
+    "LabClock", "WallClock", "TimeSource", "MAX_WAIT_S", "SampleHandler", "SAMPLE_LOCATIONS",
+    "ExchangeCell", "OperatorRequest", "Confirmation", "PromptConfirmation", "FileConfirmation",
+    "CallbackConfirmation", "OperatorTimeout", "OperatorRefused", "OperatorCancelled",
+]

@@ -13,3 +13,6 @@ __all__ = [
     "LAKESHORE_FAULTS",
 ]
 __all__ += ["SurfaceLabSimulator", "SimsSettings"]
+from ._lab import LOCATIONS, LabSampleView, SimulatedOperator, VirtualLab  # noqa: E402
+
+__all__ += ["VirtualLab", "LabSampleView", "SimulatedOperator", "LOCATIONS"]
