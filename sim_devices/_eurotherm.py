@@ -95,7 +95,8 @@ class EurothermSimulator(RtuSlave):
     seed : int, optional
         Seed of the PV noise.
 
-    Fault injection: :attr:`no_reply`, :attr:`garble_replies`, :meth:`drop_connections`,
+    Fault injection: :attr:`no_reply`, :attr:`garble_replies`, :attr:`reply_delay_s` (late
+    replies), :meth:`drop_connections`,
     :attr:`sensor_break`, :attr:`heater_failure`, :attr:`over_temperature` (heater stuck
     on), :meth:`clear_faults`.
     """
@@ -251,6 +252,7 @@ class EurothermSimulator(RtuSlave):
         """Remove every injected fault."""
         self.no_reply = False
         self.garble_replies = False
+        self.reply_delay_s = 0.0
         self.sensor_break = False
         self.heater_failure = False
         self.over_temperature = False

@@ -92,8 +92,9 @@ class RtuSlave:
 
     Subclasses provide the register map through :meth:`read_registers` and
     :meth:`write_registers` and raise :class:`ModbusSlaveError` for exception replies.
-    Transport-level faults (no reply, garbled reply, dropped connection) are injected here
-    so every carrier (TCP bridge, in-process serial URL) behaves alike.
+    Transport-level faults (no reply, garbled reply, late reply after ``reply_delay_s``,
+    dropped connection) are injected here so every carrier (TCP bridge, in-process serial
+    URL) behaves alike.
 
     Parameters
     ----------
@@ -107,6 +108,7 @@ class RtuSlave:
         self.address = address
         self.no_reply = False
         self.garble_replies = False
+        self.reply_delay_s = 0.0
         self.frames_handled = 0
         self._drop_listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()

@@ -146,10 +146,22 @@ class Serial(SerialBase):
         with self._cond:
             if self._dropped:
                 raise SerialException("simulated link dropped")
+        delay = slave.reply_delay_s
+        if delay > 0 and replies:
+            timer = threading.Timer(delay, self._deliver, args=(replies,))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._deliver(replies)
+        return len(data)
+
+    def _deliver(self, replies: list[bytes]) -> None:
+        with self._cond:
+            if self._dropped or not self.is_open:
+                return
             for reply in replies:
                 self._rx.extend(reply)
             self._cond.notify_all()
-        return len(data)
 
     def reset_input_buffer(self) -> None:
         self._check_link()

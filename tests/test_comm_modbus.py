@@ -247,3 +247,15 @@ def test_reconnect_method(transport):
     transport.reconnect()
     assert transport.is_open
     assert transport.read_value(1, 1) == pytest.approx(22.0)
+
+
+def test_late_reply_never_answers_the_next_request(transport, sim):
+    """A reply arriving after the timeout must not be taken for the next request's answer."""
+    sim.reply_delay_s = TIMEOUT_S + 0.15
+    with pytest.raises(InstrumentTimeout):
+        transport.read_value(1, 1)  # PV, 22.0 degC, answered late
+    sim.reply_delay_s = 0.0
+    for _ in range(3):
+        assert transport.read_value(12, 1) == pytest.approx(1200.0)  # SP high limit
+        time.sleep(0.1)  # let the late PV reply land somewhere
+    assert transport.read_value(1, 1) == pytest.approx(22.0)

@@ -127,7 +127,9 @@ class ModbusRtuTransport:
     Notes
     -----
     The link opens lazily on the first transaction and reopens after it was dropped, so a
-    transport survives an unplugged adapter or a restarted RTU-over-TCP bridge. Every method
+    transport survives an unplugged adapter or a restarted RTU-over-TCP bridge. After a
+    timeout or an invalid reply the link is closed too, so a late reply can never be taken
+    for the answer to the next request. Every method
     raises only :class:`ValueError` (bad arguments, before any I/O) or the project's
     :class:`~lltolab.comm.InstrumentError` family.
     """
@@ -352,6 +354,8 @@ class ModbusRtuTransport:
         try:
             return call(instrument)
         except minimalmodbus.NoResponseError as exc:
+            # a late reply would desynchronise the next transaction: start a fresh link
+            self._drop(link)
             raise InstrumentTimeout(
                 f"{self.name}: no reply within {self.timeout_s} s"
             ) from exc
@@ -364,7 +368,8 @@ class ModbusRtuTransport:
             err.code = code  # type: ignore[attr-defined]
             raise err from exc
         except (minimalmodbus.InvalidResponseError, minimalmodbus.LocalEchoError) as exc:
-            self._flush(link)
+            # short (late) or garbled reply: the rest may still be on its way
+            self._drop(link)
             raise InstrumentProtocolError(f"{self.name}: invalid reply: {exc}") from exc
         except serial.SerialTimeoutException as exc:
             self._drop(link)
@@ -378,13 +383,6 @@ class ModbusRtuTransport:
         except (TypeError, ValueError) as exc:
             raise InstrumentProtocolError(f"{self.name}: cannot decode reply: {exc}") from exc
 
-    def _flush(self, link: _Link) -> None:
-        """Discard late or garbled bytes so the next transaction starts clean."""
-        try:
-            if link.serial is not None:
-                link.serial.reset_input_buffer()
-        except (serial.SerialException, OSError):
-            self._drop(link)
 
 
 class _LinkGuard:
