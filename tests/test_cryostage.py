@@ -25,7 +25,7 @@ from lltolab.comm import (
 
 pytestmark = pytest.mark.timeout(60)
 
-IO_TIMEOUT_S = 0.3
+IO_TIMEOUT_S = 0.5
 
 
 @pytest.fixture
