@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-from lltolab.sim_devices import LakeShoreSimulator
 
 from lltolab.comm import (
     InstrumentDisconnected,
@@ -20,6 +19,7 @@ from lltolab.comm import (
     parse_floats,
     parse_int,
 )
+from lltolab.sim_devices import LakeShoreSimulator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -252,3 +252,41 @@ def test_parse_helpers():
             parse_int(bad)
     with pytest.raises(InstrumentProtocolError, match="expected 2 fields"):
         parse_fields("1,2,3", 2)
+
+
+# ---------------------------------------------------------------------- MessageSignal
+def test_message_signals_over_the_transport(sim, link):
+    from ophyd import Component as Cpt
+    from ophyd import Device
+
+    from lltolab.comm import MessageSignal, MessageSignalRO
+
+    kelvin = MessageSignalRO(query="KRDG? A", parser=parse_float, transport=link, name="t",
+                             units="K", precision=3)
+    seen: list[float] = []
+    kelvin.subscribe(lambda value, **kw: seen.append(value), run=False)
+    value = kelvin.get()
+    assert value == pytest.approx(sim.temperature_K, abs=0.1)
+    assert seen == [value]
+    desc = kelvin.describe()["t"]
+    assert desc["units"] == "K" and desc["precision"] == 3 and desc["source"] == "message:KRDG? A"
+
+    class Box(Device):
+        rng = Cpt(MessageSignal, query="RANGE? 1", write="RANGE 1,{value:d}", parser=parse_int,
+                  value_type=int, limits=(0, 3))
+
+    box = Box(name="box")
+    box.transport = link  # the signal finds the transport on its parent
+    status = box.rng.set(2)
+    status.wait(5)
+    assert box.rng.get() == 2
+    with pytest.raises(ValueError, match="4 is above the high limit 3"):
+        box.rng.set(4)  # raised synchronously, nothing sent
+    with pytest.raises(ValueError, match="expected a number"):
+        box.rng.put("2")
+
+    lonely = MessageSignalRO(query="*IDN?", name="lonely")
+    with pytest.raises(RuntimeError, match="no transport"):
+        lonely.get()
+    with pytest.raises(ValueError, match="either"):
+        MessageSignalRO(query="X?", getter=lambda: 1, name="both")
