@@ -10,9 +10,6 @@ from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky.protocols import Configurable, Movable, Readable, Stoppable
-from lltolab.devices import CryoStage
-from lltolab.sim_devices import LakeShoreSimulator
-from lltolab.sim_devices._line_server import LineServer
 
 from lltolab.comm import (
     InstrumentDisconnected,
@@ -22,6 +19,9 @@ from lltolab.comm import (
     MoveStopped,
     VisaLineTransport,
 )
+from lltolab.devices import CryoStage
+from lltolab.sim_devices import LakeShoreSimulator
+from lltolab.sim_devices._line_server import LineServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+
 from lltolab.sim_devices import LakeShoreSimulator, VirtualClock
 
 pytestmark = pytest.mark.timeout(60)
