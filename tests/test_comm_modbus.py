@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-from lltolab.sim_devices import EurothermSimulator, VirtualClock
 
 from lltolab.comm import (
     MODBUS_EXCEPTION_CODES,
@@ -17,6 +16,7 @@ from lltolab.comm import (
     InstrumentTimeout,
     ModbusRtuTransport,
 )
+from lltolab.sim_devices import EurothermSimulator, VirtualClock
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -259,3 +259,18 @@ def test_late_reply_never_answers_the_next_request(transport, sim):
         assert transport.read_value(12, 1) == pytest.approx(1200.0)  # SP high limit
         time.sleep(0.1)  # let the late PV reply land somewhere
     assert transport.read_value(1, 1) == pytest.approx(22.0)
+
+
+def test_each_transport_keeps_its_own_timeout_on_a_shared_link(sim):
+    slow = ModbusRtuTransport(sim.loop_url, slave_address=1, timeout_s=1.0)
+    fast = ModbusRtuTransport(sim.loop_url, slave_address=1, timeout_s=0.1)
+    try:
+        slow.open()
+        sim.no_reply = True
+        t0 = time.monotonic()
+        with pytest.raises(InstrumentTimeout):
+            fast.read_value(1, 1)
+        assert time.monotonic() - t0 < 0.6
+    finally:
+        slow.close()
+        fast.close()

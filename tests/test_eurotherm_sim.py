@@ -10,6 +10,7 @@ import time
 import minimalmodbus
 import pytest
 import serial
+
 from lltolab.sim_devices import EUROTHERM_STATUS_BITS, EurothermSimulator, VirtualClock
 from lltolab.sim_devices._modbus_rtu import check_crc, crc16, request_length, with_crc
 

@@ -9,8 +9,6 @@ from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky.protocols import Configurable, Movable, Readable, Stoppable
-from lltolab.devices import Furnace
-from lltolab.sim_devices import EurothermSimulator, VirtualClock
 
 from lltolab.comm import (
     InstrumentProtocolError,
@@ -18,6 +16,8 @@ from lltolab.comm import (
     InstrumentTimeout,
     MoveStopped,
 )
+from lltolab.devices import Furnace
+from lltolab.sim_devices import EurothermSimulator, VirtualClock
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -329,9 +329,11 @@ class ModbusRtuTransport:
             instrument = minimalmodbus.Instrument(link.serial, self.slave_address)
             instrument.clear_buffers_before_each_transaction = True
             self._instrument = instrument
-        else:
-            # another transport on the same link may have changed the timeout
+        if link.serial.timeout != self.timeout_s:
+            # transports sharing a link may use different timeouts (the line settings are
+            # those of the transport that opened it)
             link.serial.timeout = self.timeout_s
+            link.serial.write_timeout = self.timeout_s
         return self._instrument
 
     def _drop(self, link: _Link) -> None:
