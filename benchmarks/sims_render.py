@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
 
 from lltolab.diffusion import VirtualSample
 from lltolab.formats import isotope_fraction_map, read_export, write_sims_asset
+from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
 
 
 class FrozenSample:

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
-from lltolab.devices import SurfaceLabExport
-from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
 from ophyd.status import wait as status_wait
 from test_surfacelab_sim import ErfcSample
 
 from lltolab.comm import InstrumentError, InstrumentTimeout
+from lltolab.devices import SurfaceLabExport
 from lltolab.formats import (
     Bif6Image,
     ExportFormatError,
@@ -30,6 +29,7 @@ from lltolab.formats import (
     write_bif6,
     write_sidecar,
 )
+from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
-from lltolab.sim_devices._surfacelab import resample_bilinear
 from scipy.special import erfc
 
 from lltolab.formats import isotope_fraction_map, read_export
+from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
+from lltolab.sim_devices._surfacelab import resample_bilinear
 
 
 @dataclass(frozen=True)
