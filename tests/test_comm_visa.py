@@ -290,3 +290,21 @@ def test_message_signals_over_the_transport(sim, link):
         lonely.get()
     with pytest.raises(ValueError, match="either"):
         MessageSignalRO(query="X?", getter=lambda: 1, name="both")
+
+
+def test_closing_one_transport_leaves_others_open(sim):
+    import pyvisa
+
+    a = VisaLineTransport(sim.resource, timeout_s=TIMEOUT_S)
+    b = VisaLineTransport(sim.resource, timeout_s=TIMEOUT_S)
+    try:
+        assert a.query("*IDN?").startswith("LSCI") and b.query("RANGE? 1") == "0"
+        a.close()
+        assert b.query("*IDN?").startswith("LSCI")
+        # even a third party closing pyvisa's shared resource manager is survived
+        pyvisa.ResourceManager("@py").close()
+        assert b.query("RANGE? 1") == "0"
+        assert a.query("RANGE? 1") == "0"
+    finally:
+        a.close()
+        b.close()

@@ -89,7 +89,6 @@ class VisaLineTransport:
         self.backend = backend
         self._resource_kwargs = dict(resource_kwargs or {})
         self._lock = threading.RLock()
-        self._rm: pyvisa.ResourceManager | None = None
         self._res: Any = None
         self.reconnects = 0
         """Number of times the link was reopened after a failure."""
@@ -106,15 +105,13 @@ class VisaLineTransport:
             self._ensure_open()
 
     def close(self) -> None:
-        """Close the session and the resource manager; safe to call twice."""
+        """Close the session; safe to call twice.
+
+        The resource manager is left open: pyvisa shares one per backend in a process, and
+        closing it would close every other transport's session too.
+        """
         with self._lock:
             self._drop_session()
-            if self._rm is not None:
-                try:
-                    self._rm.close()
-                except Exception:  # noqa: BLE001 - closing must never raise
-                    pass
-                self._rm = None
 
     def __enter__(self) -> VisaLineTransport:
         return self
@@ -196,9 +193,9 @@ class VisaLineTransport:
             self._drop_session()
             self.reconnects += 1
         try:
-            if self._rm is None:
-                self._rm = pyvisa.ResourceManager(self.backend)
-            res = self._rm.open_resource(
+            # pyvisa hands out one shared manager per backend (a new one if it was closed)
+            rm = pyvisa.ResourceManager(self.backend)
+            res = rm.open_resource(
                 self.resource,
                 read_termination=self.read_termination,
                 write_termination=self.write_termination,
@@ -246,7 +243,7 @@ class VisaLineTransport:
             return InstrumentError(f"{where}: {exc}")
         if isinstance(exc, TimeoutError | socket.timeout):
             return InstrumentTimeout(f"{where}: no reply within {self.timeout_s:g} s")
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError | pyvisa.errors.InvalidSession):
             return InstrumentDisconnected(f"{where}: {exc}")
         if isinstance(exc, UnicodeError):
             return InstrumentProtocolError(f"{where}: {exc}")
