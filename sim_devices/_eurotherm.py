@@ -176,7 +176,12 @@ class EurothermSimulator(RtuSlave):
 
     @property
     def url(self) -> str:
-        """``socket://127.0.0.1:PORT`` carrying raw RTU frames (after :meth:`start`)."""
+        """``socket://127.0.0.1:PORT`` carrying raw RTU frames (after :meth:`start`).
+
+        For :class:`lltolab.comm.ModbusRtuTransport` or any pyserial client. minimalmodbus
+        opens plain device names only: give it the port object,
+        ``minimalmodbus.Instrument(serial.serial_for_url(url, timeout=0.5), 1)``.
+        """
         if not self._started:
             raise RuntimeError("simulator not started: call start() first")
         return self._tcp.url

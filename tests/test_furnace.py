@@ -222,7 +222,8 @@ def test_dropped_link_during_polling_is_survived(furnace, sim):
 def RE():
     engine = RunEngine({}, call_returns_result=True)
     yield engine
-    engine.state == "idle" or engine.halt()
+    if engine.state != "idle":
+        engine.halt()
 
 
 def test_runengine_mv_over_tcp(RE):
