@@ -93,8 +93,13 @@ class BulkDiffusivity:
     high: Arrhenius | None = None
 
     @classmethod
-    def paper_default(cls, *, ea_eV: float = 0.40, bend: bool = True) -> BulkDiffusivity:
+    def paper_default(cls, *, ea_eV: float = 0.42, bend: bool = True) -> BulkDiffusivity:
         """D*_bulk(22 °C) = 2.6e-8 cm²/s (science.md §3) with ``ea_eV``; bent above 177 °C.
+
+        The paper gives no bulk activation energy (LLTO values lie around 0.30–0.40 eV). The
+        default 0.42 eV is the smallest round value consistent with the paper's own premise
+        that a 5 h image at −110 °C is frozen: it gives √(2 D t) = 0.38 µm, below half a
+        1 µm pixel (0.40 eV would give 0.53 µm).
 
         The high branch (0.10 eV) equals the low branch at 250 °C (523.15 K); the harmonic
         combination stays within 7 % of the low-temperature Arrhenius line up to 100 °C, is
