@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import socket
 import struct
+import subprocess
+import sys
 import time
 
 import minimalmodbus
@@ -211,6 +213,24 @@ def test_calls_of_the_minimalmodbus_eurotherm3500_example_driver(sim, wall):
         assert sim.alarm_threshold_C == pytest.approx(900.0)
     finally:
         port.close()
+
+
+def test_second_process_with_plain_minimalmodbus(sim):
+    """Another Python process reaches the simulator with pyserial + minimalmodbus only."""
+    code = (
+        "import sys, serial, minimalmodbus\n"
+        "port = serial.serial_for_url(sys.argv[1], baudrate=9600, timeout=1.0)\n"
+        "instrument = minimalmodbus.Instrument(port, 1)\n"
+        "instrument.write_register(2, 123.4, 1)\n"
+        "print(instrument.read_register(1, 1), instrument.read_register(2, 1))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, sim.url], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    pv, target = (float(v) for v in done.stdout.split())
+    assert (pv, target) == (22.0, 123.4)
+    assert sim.target_setpoint_C == pytest.approx(123.4)
 
 
 def test_in_process_url_refuses_unknown_names():
