@@ -17,6 +17,8 @@ from lltolab.comm import (
     ModbusRtuTransport,
 )
 from lltolab.sim_devices import EurothermSimulator, VirtualClock
+from lltolab.sim_devices._modbus_rtu import ModbusSlaveError, RtuSlave
+from lltolab.sim_devices._serial_loop import register_loop, unregister_loop
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -274,3 +276,28 @@ def test_each_transport_keeps_its_own_timeout_on_a_shared_link(sim):
     finally:
         slow.close()
         fast.close()
+
+
+class _RefusingSlave(RtuSlave):
+    """Answers every read with one Modbus exception code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(1)
+        self.code = code
+
+    def read_registers(self, address: int, count: int, function: int) -> list[int]:
+        raise ModbusSlaveError(self.code)
+
+
+@pytest.mark.parametrize("code", [1, 2, 3, 4, 6, 7, 8, 10, 11, 12])
+def test_every_exception_code_is_named(code):
+    url = register_loop(f"refusing-{code}", _RefusingSlave(code))
+    try:
+        with ModbusRtuTransport(url, slave_address=1, timeout_s=0.05) as link:
+            with pytest.raises(InstrumentReportedError) as caught:
+                link.read_word(1)
+        assert caught.value.code == code
+        meaning = MODBUS_EXCEPTION_CODES.get(code, "unknown")
+        assert f"Modbus exception code {code} ({meaning})" in str(caught.value)
+    finally:
+        unregister_loop(f"refusing-{code}")

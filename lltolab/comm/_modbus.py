@@ -88,14 +88,28 @@ def _close_quietly(port: serial.SerialBase | None) -> None:
         pass
 
 
+# how minimalmodbus words each exception code (most specific first)
+_CODE_WORDING = (
+    ("negative acknowledge", 7),
+    ("illegal function", 1),
+    ("illegal data address", 2),
+    ("illegal data value", 3),
+    ("device failure", 4),
+    ("device busy", 6),
+    ("memory parity", 8),
+    ("gateway path", 10),
+    ("gateway target", 11),
+)
+
+
 def _exception_code(message: str) -> int | None:
     """The Modbus exception code a minimalmodbus ``SlaveReportedException`` stands for."""
     found = re.search(r"error code (\d+)", message)
     if found:
         return int(found.group(1))
     lowered = message.lower()
-    for code, meaning in MODBUS_EXCEPTION_CODES.items():
-        if meaning in lowered:
+    for wording, code in _CODE_WORDING:
+        if wording in lowered:
             return code
     return None
 
