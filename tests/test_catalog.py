@@ -1,0 +1,336 @@
+"""Run catalog: RunEngine -> journal + TiledWriter -> embedded tiled catalog -> read back.
+
+One catalog folder and one in-process tiled app for the whole module (opening costs seconds);
+two subprocesses: a reader (new process sees the runs) and a writer killed with SIGKILL mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.callbacks import LiveTable
+from bluesky.plans import count, scan
+from event_model import DocumentNames, schema_validators
+from ophyd import Signal
+from ophyd.sim import det, motor
+
+from lltolab.catalog import (
+    RECOVERED_REASON,
+    CatalogWriter,
+    RunSummary,
+    catalog_config,
+    catalog_writer,
+    format_runs,
+    list_runs,
+    open_catalog,
+    read_journal,
+    recover,
+    replay,
+    server_config_yaml,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+IMAGE_SHAPE = (206, 512)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("catalog")
+
+
+@pytest.fixture(scope="module")
+def catalog(folder):
+    t0 = time.perf_counter()
+    client = open_catalog(folder)
+    print(f"\ncatalog open (new folder, incl. init): {time.perf_counter() - t0:.2f} s")
+    return client
+
+
+@pytest.fixture(scope="module")
+def RE(catalog, folder):
+    engine = RunEngine({})
+    engine.subscribe(catalog_writer(folder))
+    return engine
+
+
+@pytest.fixture(scope="module")
+def scan_run(RE):
+    """A 5-point scan of det vs motor with a sample id."""
+    (uid,) = RE(scan([det], motor, -1.0, 1.0, 5), sample_id="LLTO-A1", operator="test")
+    return uid
+
+
+def _run_child(code: str, *args: str, timeout: float = 90.0) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+# -- writing and reading in this process ---------------------------------------------------------
+def test_scan_stored_with_metadata_and_table(catalog, folder, scan_run):
+    run = catalog[scan_run]
+    start, stop = run.metadata["start"], run.metadata["stop"]
+    assert start["sample_id"] == "LLTO-A1" and start["plan_name"] == "scan"
+    assert stop["exit_status"] == "success" and stop["num_events"] == {"primary": 5}
+    table = run["primary"].read()
+    np.testing.assert_allclose(table["motor"].values, np.linspace(-1.0, 1.0, 5))
+    expected = np.exp(-(np.linspace(-1.0, 1.0, 5) ** 2) / 2)  # ophyd.sim det: Gaussian, sigma 1
+    np.testing.assert_allclose(table["det"].values, expected, rtol=1e-12)
+    assert catalog[start["scan_id"]].metadata["start"]["uid"] == scan_run
+    assert not list((folder / "journal").glob("*.jsonl"))  # settled at stop
+
+
+def test_latest_and_search(catalog, RE, scan_run):
+    (uid,) = RE(count([det], num=3), sample_id="LLTO-B2")
+    assert catalog[-1].metadata["start"]["uid"] == uid
+    from tiled.queries import Key
+
+    found = catalog.search(Key("sample_id") == "LLTO-B2")
+    assert uid in list(found)
+    assert scan_run not in list(found)
+
+
+def test_array_field_round_trip(catalog, RE):
+    image = np.arange(np.prod(IMAGE_SHAPE), dtype=np.int64).reshape(IMAGE_SHAPE)
+    camera = Signal(name="camera", value=image)
+    (uid,) = RE(count([camera, det], num=2), sample_id="LLTO-img")
+    run = catalog[uid]
+    stored = run["primary"]["camera"].read()
+    assert stored.shape == (2, *IMAGE_SHAPE)
+    np.testing.assert_array_equal(np.asarray(stored[1]), image)
+
+
+def test_replay_documents_through_callbacks(catalog, scan_run, capsys):
+    seen: list[tuple[str, dict]] = []
+    n = replay(catalog[scan_run], [LiveTable(["motor", "det"]), lambda n, d: seen.append((n, d))])
+    names = [name for name, _ in seen]
+    assert n == len(seen)
+    assert names[0] == "start" and names[-1] == "stop" and names.count("event") == 5
+    for name, doc in seen:
+        schema_validators[DocumentNames[name]].validate(doc)
+    assert [d["seq_num"] for name, d in seen if name == "event"] == [1, 2, 3, 4, 5]
+    assert "det" in capsys.readouterr().out  # LiveTable printed the run
+
+
+def test_list_runs_rows(catalog, scan_run):
+    rows = list_runs(catalog, n=50)
+    assert all(isinstance(r, RunSummary) for r in rows)
+    row = next(r for r in rows if r.uid == scan_run)
+    assert (row.plan_name, row.sample_id, row.exit_status) == ("scan", "LLTO-A1", "success")
+    assert row.scan_id >= 1 and row.start_time > 1.6e9
+    assert len(list_runs(catalog, n=1)) == 1
+    text = format_runs(rows)
+    assert scan_run[:8] in text and "LLTO-A1" in text
+    with pytest.raises(ValueError, match="n must be"):
+        list_runs(catalog, n=0)
+
+
+# -- a new process reads what this one wrote ----------------------------------------------------
+def test_new_process_reads_runs(catalog, folder, scan_run):
+    code = """
+        import json, sys
+        from lltolab.catalog import open_catalog
+        cat = open_catalog(sys.argv[1])
+        run = cat[sys.argv[2]]
+        start = run.metadata["start"]
+        print(json.dumps({
+            "sample": start["sample_id"],
+            "motor": run["primary"].read()["motor"].values.tolist(),
+            "by_scan_id": cat[start["scan_id"]].metadata["start"]["uid"],
+            "latest": cat[-1].metadata["start"]["uid"],
+            "exit": run.metadata["stop"]["exit_status"],
+        }))
+    """
+    latest = catalog[-1].metadata["start"]["uid"]
+    proc = _run_child(code, str(folder), scan_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["sample"] == "LLTO-A1" and out["exit"] == "success"
+    np.testing.assert_allclose(out["motor"], np.linspace(-1.0, 1.0, 5))
+    assert out["by_scan_id"] == scan_run and out["latest"] == latest
+
+
+# -- durability ---------------------------------------------------------------------------------
+_KILLED_WRITER = """
+    import itertools, sys
+    from bluesky import RunEngine
+    from bluesky.plans import count
+    from ophyd.sim import SynSignal
+    from lltolab.catalog import catalog_writer
+
+    ticks = itertools.count(1)
+    ticker = SynSignal(func=lambda: float(next(ticks)), name="ticker")
+    RE = RunEngine({})
+    RE.subscribe(catalog_writer(sys.argv[1], batch_size=7))  # some rows reach tiled, some not
+
+    def announce(name, doc):  # subscribed after the writer: runs once the writer returned
+        if name == "start":
+            print("start", doc["uid"], flush=True)
+        elif name == "event":
+            print("event", doc["seq_num"], doc["data"]["ticker"], flush=True)
+
+    RE.subscribe(announce)
+    RE(count([ticker], num=100000, delay=0.01), sample_id="LLTO-kill")
+"""
+
+
+def _lines_until(proc: subprocess.Popen, done, timeout: float) -> list[str]:
+    """stdout lines of ``proc`` up to the first one for which ``done(line)`` (a reader thread)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            raise AssertionError(f"child gave {got[-3:]} within {timeout} s") from None
+        if line is None:
+            raise AssertionError(f"child exited with {proc.poll()} after {got[-3:]}")
+        got.append(line)
+        if done(line):
+            proc.lines = lines  # the rest, read after the kill
+            return got
+
+
+def _rest(proc: subprocess.Popen, timeout: float = 10.0) -> list[str]:
+    got = []
+    while (line := proc.lines.get(timeout=timeout)) is not None:
+        got.append(line)
+    return got
+
+
+def test_kill_9_mid_run_loses_no_emitted_event(catalog, folder):
+    path = folder / "kill-child.py"
+    path.write_text(textwrap.dedent(_KILLED_WRITER))
+    proc = subprocess.Popen(
+        [sys.executable, str(path), str(folder)], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        lines = _lines_until(
+            proc, lambda line: line.startswith("event ") and int(line.split()[1]) >= 40, 90.0
+        )
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        lines += _rest(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()
+    uid = next(line.split()[1] for line in lines if line.startswith("start "))
+    emitted = {int(x.split()[1]): float(x.split()[2]) for x in lines if x.startswith("event ")}
+    assert len(emitted) >= 40
+
+    partial = catalog[uid]  # start + some 7-row batches reached tiled; no stop
+    assert not partial.metadata.get("stop")
+    assert (folder / "journal" / f"{uid}.jsonl").exists()
+
+    assert recover(folder) == [uid]
+    run = catalog[uid]
+    stop = run.metadata["stop"]
+    assert stop["exit_status"] == "fail" and stop["reason"] == RECOVERED_REASON
+    table = run["primary"].read()
+    stored = dict(zip(table["seq_num"].values.tolist(), table["ticker"].values.tolist(),
+                      strict=True)) if "seq_num" in table else None
+    if stored is None:  # seq_num is not a column of the xarray view: rows are in order
+        stored = {i + 1: v for i, v in enumerate(table["ticker"].values.tolist())}
+    for seq, value in emitted.items():
+        assert stored[seq] == value, seq
+    assert sorted(stored) == list(range(1, len(stored) + 1))
+    assert stop["num_events"] == {"primary": len(stored)}
+    assert not (folder / "journal" / f"{uid}.jsonl").exists()
+    assert recover(folder) == []  # idempotent
+
+
+def test_recover_leaves_a_live_run_alone(catalog, folder):
+    writer = CatalogWriter(catalog, journal_dir=folder / "journal")
+    start = {"uid": "0e0e0e0e-live-0000-0000-000000000001", "time": time.time(), "scan_id": 999}
+    writer("start", start)
+    try:
+        assert recover(folder) == []
+        assert (folder / "journal" / f"{start['uid']}.jsonl").exists()
+        assert writer.open_runs == [start["uid"]]
+    finally:
+        writer("stop", {"uid": "0e0e0e0e-live-0000-0000-000000000002", "time": time.time(),
+                        "run_start": start["uid"], "exit_status": "abort", "reason": "test",
+                        "num_events": {}})
+    assert catalog[start["uid"]].metadata["stop"]["exit_status"] == "abort"
+    assert not (folder / "journal" / f"{start['uid']}.jsonl").exists()
+
+
+def test_tiled_failure_does_not_stop_the_run_and_journal_is_settled(catalog, folder, scan_run):
+    # Replaying an already stored run makes TiledWriter fail (the run container exists):
+    # the writer must swallow it, keep the journal, and settle it at stop.
+    docs = list(read_journal_from_run(catalog[scan_run]))
+    writer = CatalogWriter(catalog, journal_dir=folder / "journal")
+    for name, doc in docs:
+        writer(name, doc)
+    assert writer.failed_runs == [scan_run]
+    assert not (folder / "journal" / f"{scan_run}.jsonl").exists()
+    assert catalog[scan_run].metadata["stop"]["exit_status"] == "success"
+
+
+def read_journal_from_run(run):
+    for name, doc in run.documents():
+        yield name, json.loads(json.dumps(doc.to_dict() if hasattr(doc, "to_dict") else doc))
+
+
+# -- pieces -------------------------------------------------------------------------------------
+def test_read_journal_drops_torn_last_line_only(tmp_path):
+    good = [json.dumps({"name": "start", "doc": {"uid": "u"}}),
+            json.dumps({"name": "event", "doc": {"seq_num": 1}})]
+    path = tmp_path / "j.jsonl"
+    path.write_text("\n".join(good) + '\n{"name": "event", "doc": {"seq')
+    assert [n for n, _ in read_journal(path)] == ["start", "event"]
+    path.write_text(good[0] + "\n{broken\n" + good[1] + "\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_journal(path)
+
+
+def test_bad_arguments_rejected(tmp_path, catalog):
+    with pytest.raises(ValueError, match="batch_size"):
+        CatalogWriter(catalog, journal_dir=tmp_path, batch_size=0)
+    with pytest.raises(ValueError, match="callback"):
+        replay(None, [])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        open_catalog(tmp_path / "file")
+    with pytest.raises(ValueError, match="catalog_uri"):
+        server_config_yaml(catalog_uri="mysql://x")
+
+
+def test_configs_validate_against_tiled(tmp_path):
+    import yaml
+    from tiled.config import Config
+
+    config = catalog_config(tmp_path, readable_storage=[tmp_path / "exports"])
+    assert config["catalog"]["uri"] == f"sqlite:///{tmp_path.resolve()}/catalog.db"
+    assert config["catalog"]["uri"].startswith("sqlite:////")
+    Config.model_validate(config)
+    rendered = yaml.safe_load(server_config_yaml())
+    assert rendered["catalog"]["uri"].startswith("postgresql://")
+    assert rendered["media_types"]["BlueskyRun"]["application/json-seq"].endswith(
+        "json_seq_exporter")
+    Config.model_validate(rendered)
