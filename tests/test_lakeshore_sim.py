@@ -307,3 +307,22 @@ def test_plain_pyvisa_against_simulator(sim):
     finally:
         inst.close()
         rm.close()
+
+
+@pytest.mark.parametrize("heater_range, target, start", [(3, 200.0, 81.3), (3, 100.0, 295.0),
+                                                         (2, 160.0, 81.3), (1, 300.0, 81.3)])
+def test_thermal_model_is_independent_of_how_time_is_sliced(heater_range, target, start):
+    from lltolab.sim_devices._cryo_thermal import CryoStageThermalModel
+
+    results = []
+    for steps in (1, 7, 600):
+        now = [0.0]
+        model = CryoStageThermalModel(lambda now=now: now[0], initial_K=start)
+        model.set_range(heater_range)
+        model.set_target(target)
+        for _ in range(steps):
+            now[0] += 60.0 / steps
+            model.advance()
+        results.append(model.temperature_K)
+    assert max(results) - min(results) < 1e-6
+    assert min(start, target) - 1e-9 <= results[0] <= max(start, target) + 1e-9
