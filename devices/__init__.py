@@ -2,7 +2,7 @@
 
 from ._cryostage import CryoStage, LakeShoreLink
 from ._exchange_cell import ExchangeCell
-from ._furnace import Furnace
+from ._furnace import FURNACE_STATUS_BITS, Furnace
 from ._lab_clock import MAX_WAIT_S, LabClock, TimeSource, WallClock
 from ._operator import (
     CallbackConfirmation,
@@ -15,6 +15,7 @@ from ._operator import (
     PromptConfirmation,
 )
 from ._sample_handler import SAMPLE_LOCATIONS, SampleHandler
+from ._sample_record import SEGMENT_KEYS, SampleRecord
 from ._surfacelab_export import SurfaceLabExport
 
 __all__: list[str] = ["CryoStage", "LakeShoreLink"]
@@ -25,3 +26,5 @@ __all__ += [
     "ExchangeCell", "OperatorRequest", "Confirmation", "PromptConfirmation", "FileConfirmation",
     "CallbackConfirmation", "OperatorTimeout", "OperatorRefused", "OperatorCancelled",
 ]
+__all__ += ["SampleRecord", "SEGMENT_KEYS"]
+__all__ += ["FURNACE_STATUS_BITS"]

@@ -1,0 +1,110 @@
+"""SampleRecord: the sample's identity and thermal history, kept by the plans.
+
+Plans append one segment per stretch of known conditions (exchange in the bath, transfer at
+room temperature, cooling, imaging at −110 °C, anneal, storage) by ``abs_set`` on
+``record.segment``; every image run copies the history so far into its metadata. With a
+``path`` the history is also written to a JSON file on every change, so a restarted session
+continues the same sample's history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from ophyd import Component as Cpt
+from ophyd import Device, Signal
+
+__all__ = ["SampleRecord", "SEGMENT_KEYS"]
+
+SEGMENT_KEYS = ("start_s", "end_s", "temperature_K", "location", "immersed", "source")
+"""Keys of one history segment: lab times (s), temperature (K, or [start, end] for a ramp),
+location, bath immersion, and the plan that recorded it."""
+
+
+def _check_segment(seg: dict[str, Any]) -> dict[str, Any]:
+    missing = [k for k in SEGMENT_KEYS if k not in seg]
+    if missing:
+        raise ValueError(f"history segment lacks {missing}: {seg!r}")
+    start, end = float(seg["start_s"]), float(seg["end_s"])
+    if not (math.isfinite(start) and math.isfinite(end) and end >= start):
+        raise ValueError(f"history segment needs finite start_s <= end_s, got {start}, {end}")
+    temps = seg["temperature_K"]
+    temps = temps if isinstance(temps, list | tuple) else [temps]
+    if not temps or any(not (math.isfinite(float(t)) and float(t) > 0) for t in temps):
+        raise ValueError(f"history segment temperature_K must be > 0 K, got {seg['temperature_K']}")
+    out = {k: seg[k] for k in SEGMENT_KEYS}
+    out["temperature_K"] = [float(t) for t in temps] if len(temps) > 1 else float(temps[0])
+    out["start_s"], out["end_s"], out["immersed"] = start, end, bool(seg["immersed"])
+    return out
+
+
+class _SegmentSignal(Signal):
+    """Writing a segment dict appends it to the parent's history."""
+
+    def put(self, value: Any, **kwargs: Any) -> None:
+        self.parent._append(_check_segment(dict(value)))
+        super().put(json.dumps(value, default=float), **kwargs)
+
+
+class SampleRecord(Device):
+    """Identity and thermal history of the sample under study.
+
+    Parameters
+    ----------
+    sample_id : str
+        The sample's id (required by the session's metadata validator).
+    path : path-like, optional
+        JSON file holding the history; loaded if it exists, rewritten on every change.
+    """
+
+    sample_id = Cpt(Signal, value="", kind="config")
+    n_segments = Cpt(Signal, value=0, kind="normal")
+    segment = Cpt(_SegmentSignal, value="", kind="omitted")
+
+    def __init__(self, prefix: str = "", *, name: str, sample_id: str = "",
+                 path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(prefix, name=name, **kwargs)
+        self._lock = threading.Lock()
+        self._history: list[dict[str, Any]] = []
+        self.path = Path(path) if path is not None else None
+        if self.path is not None and self.path.exists():
+            saved = json.loads(self.path.read_text())
+            self._history = [_check_segment(s) for s in saved.get("history", [])]
+            sample_id = sample_id or saved.get("sample_id", "")
+        self.sample_id.put(sample_id)
+        self.n_segments.put(len(self._history))
+        self.sample_id.subscribe(lambda **_: self._save(), run=False)
+
+    def history(self) -> list[dict[str, Any]]:
+        """A copy of the segments recorded so far, oldest first."""
+        with self._lock:
+            return [dict(s) for s in self._history]
+
+    def reset(self, sample_id: str) -> None:
+        """Start a new sample: clear the history and set its id."""
+        with self._lock:
+            self._history = []
+        self.n_segments.put(0)
+        self.sample_id.put(sample_id)
+        self._save()
+
+    def _append(self, seg: dict[str, Any]) -> None:
+        with self._lock:
+            self._history.append(seg)
+            n = len(self._history)
+        self.n_segments.put(n)
+        self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"sample_id": self.sample_id.get(),
+                                   "history": self.history()}, indent=1))
+        os.replace(tmp, self.path)

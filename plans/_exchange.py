@@ -1,0 +1,64 @@
+"""The isotope exchange: dip the sample edge into ⁶LiNO₃, wait, lift it out."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+
+from ._common import ROOM_K, PlanGen, lab_time, plan_md, record_segment
+
+__all__ = ["isotope_exchange"]
+
+
+def isotope_exchange(
+    cell: Any, handler: Any, clock: Any, duration_s: float, *,
+    record: Any = None, md: dict[str, Any] | None = None,
+) -> PlanGen:
+    """Exchange ⁶Li for ``duration_s`` seconds at the bath temperature (one run).
+
+    Parameters
+    ----------
+    cell : ExchangeCell
+        The bath (dip / lift are operator steps).
+    handler : SampleHandler
+        Puts the sample above the bath first.
+    clock : LabClock
+        Lab waits.
+    duration_s : float
+        Exchange time (s), e.g. 59 h = 212400 s.
+    record : SampleRecord, optional
+        Receives the exchange as a history segment.
+    md : dict, optional
+        Extra start metadata.
+
+    Notes
+    -----
+    Events: stream ``operator`` with the cell, the sample location and the lab time, one
+    event after the dip and one after the lift.
+    """
+    if not (isinstance(duration_s, int | float) and math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"duration_s must be a finite number of seconds > 0, got {duration_s!r}")
+    _md = plan_md("isotope_exchange", {"cell": cell, "handler": handler, "clock": clock,
+                                       "duration_s": duration_s}, md,
+                  purpose="isotope exchange")
+    bath_K = ROOM_K
+
+    @bpp.run_decorator(md=_md)
+    def inner() -> PlanGen:
+        nonlocal bath_K
+        bath_K = 273.15 + float((yield from bps.rd(cell.bath_temperature_c)))
+        yield from bps.mv(handler, "bath")
+        yield from bps.mv(cell, "dip")
+        t0 = yield from lab_time(clock)
+        yield from bps.trigger_and_read([cell, handler, clock], name="operator")
+        yield from bps.mv(clock, float(duration_s))
+        yield from bps.mv(cell, "lift")
+        t1 = yield from lab_time(clock)
+        yield from bps.mv(handler, "storage")
+        yield from bps.trigger_and_read([cell, handler, clock], name="operator")
+        yield from record_segment(record, t0, t1, bath_K, "bath", True, "isotope_exchange")
+
+    return (yield from inner())

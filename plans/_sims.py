@@ -1,0 +1,147 @@
+"""SIMS acquisitions (image, line profile) with the quench-adequacy guard."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+
+from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
+
+from ._common import PlanGen, lab_time, plan_md, record_segment
+
+__all__ = ["sims_image", "sims_line_profile", "quench_guard", "QuenchInadequate"]
+
+PIXEL_UM = 500.0 / 512.0
+"""Default pixel of the 500 µm / 512 px raster, µm."""
+ACQUISITION_S = 5 * 3600.0
+"""Default image integration time, s."""
+
+
+class QuenchInadequate(RuntimeError):
+    """Imaging refused: the sample would diffuse more than half a pixel during acquisition."""
+
+
+def quench_guard(
+    temperature_K: float, acquisition_s: float, pixel_um: float, *,
+    bulk: BulkDiffusivity | None = None, boundary: BoundaryConductance | None = None,
+    delta_m: float = 0.5e-9,
+) -> dict[str, float]:
+    """Predicted diffusion lengths √(2 D t) (µm) during an acquisition, bulk and boundary.
+
+    Returns ``{"bulk_um", "boundary_um", "limit_um", "ok"}`` with limit = half a pixel; the
+    boundary value uses D*_gb = k δ (δ = 0.5 nm).
+    """
+    if not (math.isfinite(acquisition_s) and acquisition_s > 0):
+        raise ValueError(f"acquisition_s must be > 0 s, got {acquisition_s!r}")
+    if not (math.isfinite(pixel_um) and pixel_um > 0):
+        raise ValueError(f"pixel_um must be > 0 µm, got {pixel_um!r}")
+    bulk = bulk or BulkDiffusivity.paper_default()
+    boundary = boundary or BoundaryConductance.paper_default()
+    d_b = float(bulk(temperature_K))
+    d_gb = float(boundary(temperature_K)) * delta_m
+    l_b = math.sqrt(2 * d_b * acquisition_s) * 1e6
+    l_gb = math.sqrt(2 * d_gb * acquisition_s) * 1e6
+    limit = 0.5 * pixel_um
+    return {"bulk_um": l_b, "boundary_um": l_gb, "limit_um": limit,
+            "ok": float(max(l_b, l_gb) <= limit)}
+
+
+def _guarded_md(stage_K: float, acquisition_s: float, pixel_um: float,
+                allow_unfrozen: bool) -> dict[str, Any]:
+    guard = quench_guard(stage_K, acquisition_s, pixel_um)
+    if not guard["ok"]:
+        text = (f"at {stage_K:.1f} K the sample diffuses {guard['bulk_um']:.3g} µm (bulk) during "
+                f"{acquisition_s:.0f} s, more than half a pixel ({guard['limit_um']:.3g} µm)")
+        if not allow_unfrozen:
+            raise QuenchInadequate(f"imaging refused: {text}; quench the stage first "
+                                   "(or pass allow_unfrozen=True to record anyway)")
+        return {"quench_guard": guard, "guard_warning": text}
+    return {"quench_guard": guard}
+
+
+def _acquire(
+    kind: str, sims: Any, stage: Any, clock: Any, positions_mm: Sequence[float] | None,
+    acquisition_s: float, pixel_um: float, allow_unfrozen: bool, record: Any,
+    md: dict[str, Any] | None, plan_name: str,
+) -> PlanGen:
+    stage_K = float((yield from bps.rd(stage)))
+    extra = _guarded_md(stage_K, acquisition_s, pixel_um, allow_unfrozen)
+    if record is not None:
+        extra["sample_id"] = record.sample_id.get()
+        extra["thermal_history"] = record.history()
+    args = {"sims": sims, "stage": stage, "clock": clock, "acquisition_s": acquisition_s,
+            "pixel_um": pixel_um, "allow_unfrozen": allow_unfrozen}
+    if positions_mm is not None:
+        args["positions_mm"] = list(positions_mm)
+    _md = plan_md(plan_name, args, md, purpose=f"SIMS {kind.replace('_', ' ')}", **extra)
+
+    @bpp.run_decorator(md=_md)
+    def inner() -> PlanGen:
+        yield from bps.mv(sims.mode, kind)
+        if positions_mm is not None:
+            yield from bps.mv(sims.positions_mm, [float(p) for p in positions_mm])
+        t0 = yield from lab_time(clock)
+        yield from bps.trigger_and_read([sims, stage, clock])
+        t1 = yield from lab_time(clock)
+        end_K = float((yield from bps.rd(stage)))
+        yield from record_segment(record, t0, t1, 0.5 * (stage_K + end_K), "sims_stage", False,
+                                  plan_name)
+
+    return (yield from inner())
+
+
+def sims_image(
+    sims: Any, stage: Any, clock: Any, *, acquisition_s: float = ACQUISITION_S,
+    pixel_um: float = PIXEL_UM, allow_unfrozen: bool = False, record: Any = None,
+    md: dict[str, Any] | None = None,
+) -> PlanGen:
+    """One ⁶Li/⁷Li image (one run) after checking the quench is adequate.
+
+    The guard predicts √(2 D t) over ``acquisition_s`` at the stage's present temperature
+    (bulk and boundary laws) and refuses when it exceeds half a pixel — unless
+    ``allow_unfrozen``, in which case the run's metadata carries ``guard_warning``.
+    The start document carries the sample's thermal history so far (from ``record``).
+
+    Parameters
+    ----------
+    sims : SurfaceLabExport
+    stage : CryoStage
+    clock : LabClock
+    acquisition_s : float
+        Integration time of the image (s), for the guard.
+    pixel_um : float
+        Pixel size (µm), for the guard.
+    allow_unfrozen : bool
+    record : SampleRecord, optional
+    md : dict, optional
+    """
+    return (yield from _acquire("image", sims, stage, clock, None, acquisition_s, pixel_um,
+                                allow_unfrozen, record, md, "sims_image"))
+
+
+def sims_line_profile(
+    sims: Any, stage: Any, clock: Any, positions_mm: Sequence[float], *,
+    acquisition_s: float = ACQUISITION_S, pixel_um: float = PIXEL_UM,
+    allow_unfrozen: bool = False, record: Any = None, md: dict[str, Any] | None = None,
+) -> PlanGen:
+    """A line profile at ``positions_mm`` along the diffusion direction (one run, guarded).
+
+    Parameters
+    ----------
+    sims : SurfaceLabExport
+    stage : CryoStage
+    clock : LabClock
+    positions_mm : sequence of float
+        Distances from the liquid level (mm), e.g. 0 … 6 mm.
+    acquisition_s, pixel_um, allow_unfrozen, record, md
+        As :func:`sims_image`.
+    """
+    pos = [float(p) for p in positions_mm]
+    if not pos or any(not math.isfinite(p) for p in pos):
+        raise ValueError(f"positions_mm must be non-empty finite mm, got {positions_mm!r}")
+    return (yield from _acquire("line_profile", sims, stage, clock, pos, acquisition_s,
+                                pixel_um, allow_unfrozen, record, md, "sims_line_profile"))

@@ -1,0 +1,171 @@
+"""Temperature steps: quench (cool the SIMS stage), anneal in the furnace, storage."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+
+from lltolab.devices import FURNACE_STATUS_BITS
+
+from ._common import QUENCH_K, ROOM_K, PlanGen, lab_time, plan_md, record_segment
+
+__all__ = ["quench", "anneal", "store", "AnnealAborted"]
+
+
+class AnnealAborted(RuntimeError):
+    """The furnace reported over-temperature or a sensor/heater fault during an anneal."""
+
+
+def _check_positive(name: str, value: float) -> float:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def quench(
+    stage: Any, clock: Any, temperature_K: float = QUENCH_K, *,
+    record: Any = None, md: dict[str, Any] | None = None,
+) -> PlanGen:
+    """Bring the cryo stage (with the sample on it) to ``temperature_K`` and let it settle.
+
+    Also used to warm the stage up again (``temperature_K=295.15``). The stage's own limits
+    reject impossible targets before any command is sent.
+
+    Parameters
+    ----------
+    stage : CryoStage
+    clock : LabClock
+    temperature_K : float
+        Target (K); default −110 °C.
+    record : SampleRecord, optional
+    md : dict, optional
+    """
+    _check_positive("temperature_K", temperature_K)
+    stage.check_value(temperature_K)
+    _md = plan_md("quench", {"stage": stage, "clock": clock, "temperature_K": temperature_K},
+                  md, purpose="stage temperature change")
+
+    @bpp.run_decorator(md=_md)
+    def inner() -> PlanGen:
+        t0 = yield from lab_time(clock)
+        yield from bps.trigger_and_read([stage, clock])
+        start_K = float((yield from bps.rd(stage)))
+        yield from bps.mv(stage, float(temperature_K))
+        t1 = yield from lab_time(clock)
+        yield from bps.trigger_and_read([stage, clock])
+        end_K = float((yield from bps.rd(stage)))
+        yield from record_segment(record, t0, t1, [start_K, end_K], "sims_stage", False,
+                                  "quench")
+
+    return (yield from inner())
+
+
+def anneal(
+    furnace: Any, handler: Any, clock: Any, temperature_K: float, duration_s: float, *,
+    check_interval_s: float = 600.0, safe_K: float = ROOM_K, cool_furnace: bool = True,
+    record: Any = None, md: dict[str, Any] | None = None,
+) -> PlanGen:
+    """Heat the furnace, put the sample in for ``duration_s``, take it out to cool (one run).
+
+    During the hold the furnace is read every ``check_interval_s`` of lab time (stream
+    ``primary``); over-temperature, sensor break, loop break or heater failure abort the
+    anneal: the furnace is commanded to ``safe_K`` and the run ends with :class:`AnnealAborted`
+    (events taken so far are kept).
+
+    Parameters
+    ----------
+    furnace : Furnace
+    handler : SampleHandler
+    clock : LabClock
+    temperature_K : float
+        Anneal temperature (K).
+    duration_s : float
+        Time the sample spends in the hot furnace (s).
+    check_interval_s : float
+        Lab seconds between furnace checks.
+    safe_K : float
+        Setpoint commanded on a fault and, with ``cool_furnace``, at the end.
+    cool_furnace : bool
+        Command ``safe_K`` (without waiting) after the sample is out.
+    record : SampleRecord, optional
+    md : dict, optional
+    """
+    _check_positive("temperature_K", temperature_K)
+    _check_positive("duration_s", duration_s)
+    _check_positive("check_interval_s", check_interval_s)
+    furnace.check_value(temperature_K)
+    _md = plan_md("anneal", {"furnace": furnace, "handler": handler, "clock": clock,
+                             "temperature_K": temperature_K, "duration_s": duration_s,
+                             "check_interval_s": check_interval_s, "safe_K": safe_K}, md,
+                  purpose="anneal")
+
+    def check() -> PlanGen:
+        yield from bps.trigger_and_read([furnace, clock])
+        word = int((yield from bps.rd(furnace.status)))
+        faults = [text for bit, text in FURNACE_STATUS_BITS.items() if word & (1 << bit)]
+        if faults:
+            yield from bps.abs_set(furnace.setpoint, float(safe_K), wait=True)
+            raise AnnealAborted(
+                f"anneal at {temperature_K} K aborted: furnace reports {', '.join(faults)}; "
+                f"setpoint set to {safe_K} K"
+            )
+        return float((yield from bps.rd(furnace)))
+
+    @bpp.run_decorator(md=_md)
+    def inner() -> PlanGen:
+        yield from bps.mv(furnace, float(temperature_K))
+        yield from check()
+        yield from bps.mv(handler, "furnace")
+        t0 = yield from lab_time(clock)
+        readings = []
+        remaining = float(duration_s)
+        while remaining > 0:
+            step = min(remaining, float(check_interval_s))
+            yield from bps.mv(clock, step)
+            remaining -= step
+            readings.append((yield from check()))
+        yield from bps.mv(handler, "storage")
+        t1 = yield from lab_time(clock)
+        if cool_furnace:
+            yield from bps.abs_set(furnace.setpoint, float(safe_K), wait=True)
+        mean_K = sum(readings) / len(readings)
+        yield from record_segment(record, t0, t1, mean_K, "furnace", False, "anneal")
+
+    return (yield from inner())
+
+
+def store(
+    clock: Any, duration_s: float, *, temperature_K: float = ROOM_K,
+    record: Any = None, md: dict[str, Any] | None = None,
+) -> PlanGen:
+    """Keep the sample in (Ar) storage for ``duration_s`` at room temperature (one run).
+
+    Parameters
+    ----------
+    clock : LabClock
+    duration_s : float
+        Storage time (s), e.g. 16 days.
+    temperature_K : float
+        Storage temperature recorded in the history (K).
+    record : SampleRecord, optional
+    md : dict, optional
+    """
+    _check_positive("duration_s", duration_s)
+    _check_positive("temperature_K", temperature_K)
+    _md = plan_md("store", {"clock": clock, "duration_s": duration_s,
+                            "temperature_K": temperature_K}, md, purpose="storage")
+
+    @bpp.run_decorator(md=_md)
+    def inner() -> PlanGen:
+        t0 = yield from lab_time(clock)
+        yield from bps.trigger_and_read([clock])
+        yield from bps.mv(clock, float(duration_s))
+        t1 = yield from lab_time(clock)
+        yield from bps.trigger_and_read([clock])
+        yield from record_segment(record, t0, t1, float(temperature_K), "storage", False,
+                                  "store")
+
+    return (yield from inner())

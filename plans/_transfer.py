@@ -1,0 +1,49 @@
+"""Moving the sample between the bath, the bench, the SIMS stage and the furnace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+
+from ._common import ROOM_K, PlanGen, lab_time, plan_md, record_segment
+
+__all__ = ["transfer"]
+
+
+def transfer(
+    handler: Any, clock: Any, location: str, *,
+    record: Any = None, md: dict[str, Any] | None = None,
+) -> PlanGen:
+    """Move the sample to ``location`` (an operator step; one run).
+
+    The transfer itself happens at room temperature and is recorded as a history segment.
+
+    Parameters
+    ----------
+    handler : SampleHandler
+    clock : LabClock
+    location : str
+        ``storage``, ``bath``, ``sims_stage`` or ``furnace``.
+    record : SampleRecord, optional
+    md : dict, optional
+    """
+    from lltolab.devices import SAMPLE_LOCATIONS  # noqa: PLC0415 - avoid a cycle at import
+
+    if location not in SAMPLE_LOCATIONS:
+        raise ValueError(f"location must be one of {SAMPLE_LOCATIONS}, got {location!r}")
+    _md = plan_md("transfer", {"handler": handler, "clock": clock, "location": location}, md,
+                  purpose="sample transfer")
+
+    @bpp.run_decorator(md=_md)
+    def inner() -> PlanGen:
+        t0 = yield from lab_time(clock)
+        origin = yield from bps.rd(handler.location)
+        yield from bps.mv(handler, location)
+        t1 = yield from lab_time(clock)
+        yield from bps.trigger_and_read([handler, clock], name="operator")
+        yield from record_segment(record, t0, t1, ROOM_K, f"{origin}->{location}", False,
+                                  "transfer")
+
+    return (yield from inner())
