@@ -4,6 +4,7 @@ Units: cm, s, K, eV unless a name says otherwise (the diffusion twin, used as th
 of :func:`fit_time_evolution`, is SI; conversion happens at that boundary).
 """
 
+from ._api import analyze_campaign, analyze_image, analyze_profiles
 from ._arrhenius import ArrheniusFit, fit_arrhenius
 from ._boundaries import (
     DEFAULT_D_BULK_CM2_S,
@@ -14,8 +15,15 @@ from ._boundaries import (
     find_boundaries,
     grains_from_boundary_map,
 )
+from ._consistency import (
+    PAPER_VALUES,
+    ConsistencyCheck,
+    ConsistencyReport,
+    consistency_report,
+)
 from ._erfc import ErfcFit, erfc_profile, fit_erfc_profile
 from ._evolution import SealedLine, TimeEvolutionFit, fit_time_evolution
+from ._figures import figure_path, plot_arrhenius, plot_c_map, plot_profiles
 from ._fraction import IsotopeFraction, dead_time_correct, isotope_fraction
 from ._transport import (
     E_CHARGE_C,
@@ -57,4 +65,15 @@ __all__ = [
     "haven_ratio",
     "ArrheniusFit",
     "fit_arrhenius",
+    "PAPER_VALUES",
+    "ConsistencyCheck",
+    "ConsistencyReport",
+    "consistency_report",
+    "figure_path",
+    "plot_c_map",
+    "plot_profiles",
+    "plot_arrhenius",
+    "analyze_image",
+    "analyze_profiles",
+    "analyze_campaign",
 ]

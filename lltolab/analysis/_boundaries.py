@@ -158,13 +158,12 @@ class BoundaryAnalysis:
 
     @property
     def median_stderr(self) -> float:
-        """Standard error of the median (cm/s): 1.2533 · (robust sd) / √n of the log values."""
+        """Standard error of the median (cm/s): 1.2533 · (robust sd from the MAD) / √n."""
         v = self.dgb_over_delta
         if v.size < 2:
             return math.nan
-        lv = np.log(v)
-        mad = 1.4826 * float(np.median(np.abs(lv - np.median(lv))))
-        return float(np.median(v)) * 1.2533 * mad / math.sqrt(v.size)
+        mad = 1.4826 * float(np.median(np.abs(v - np.median(v))))
+        return 1.2533 * mad / math.sqrt(v.size)
 
     def summary(self) -> dict[str, object]:
         """Distribution summary (JSON-able): counts, median, quantiles, geometric spread."""
@@ -181,8 +180,10 @@ class BoundaryAnalysis:
             "mean_dgb_cm2_s": _jsonable(float(np.mean(v)) * self.delta_cm if v.size else math.nan),
             "quantiles_dgb_over_delta_cm_s": {k: _jsonable(x) for k, x in self.quantiles().items()},
         }
-        if v.size >= 2:
-            out["geometric_sd_factor"] = float(np.exp(np.std(np.log(v), ddof=1)))
+        pos = v[v > 0]
+        out["n_negative"] = int(v.size - pos.size)
+        if pos.size >= 2:
+            out["geometric_sd_factor"] = float(np.exp(np.std(np.log(pos), ddof=1)))
         return out
 
     def to_dict(self) -> dict[str, object]:

@@ -1,0 +1,174 @@
+"""Figures of the analysis (matplotlib, Agg canvas, no pyplot state): PNG files named after
+the run and the quantity, ``<run>_<quantity>.png``."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from ._arrhenius import ArrheniusFit
+from ._boundaries import BoundaryAnalysis
+
+__all__ = ["figure_path", "plot_c_map", "plot_profiles", "plot_arrhenius"]
+
+_TABLE_ROWS = 18
+
+
+def figure_path(folder: str | Path, run: str, quantity: str) -> Path:
+    """``folder/<run>_<quantity>.png`` with unsafe characters replaced; creates the folder."""
+    safe = "_".join(re.sub(r"[^A-Za-z0-9_.+-]+", "-", str(p)).strip("-") or "x"
+                    for p in (run, quantity))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{safe}.png"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _outline(ids: np.ndarray) -> np.ndarray:
+    b = np.zeros(ids.shape, dtype=bool)
+    b[:, 1:] |= ids[:, 1:] != ids[:, :-1]
+    b[1:, :] |= ids[1:, :] != ids[:-1, :]
+    return b
+
+
+def plot_c_map(
+    c_map: np.ndarray,
+    path: str | Path,
+    *,
+    pixel_cm: float | tuple[float, float] = 1e-4,
+    analysis: BoundaryAnalysis | None = None,
+    title: str = "",
+) -> Path:
+    """C map (x = distance from the liquid level, µm) with the analysed boundaries overlaid
+    (grey lines; selected boundaries marked and coloured by D*_gb/δ) and, when an analysis is
+    given, a table of the boundary steps (the selected ones with the largest steps)."""
+    c = np.asarray(c_map, dtype=float)
+    px, py = (pixel_cm, pixel_cm) if np.ndim(pixel_cm) == 0 else pixel_cm  # type: ignore[misc]
+    ny, nx = c.shape
+    extent = (0.0, nx * px * 1e4, 0.0, ny * py * 1e4)
+    fig = Figure(figsize=(12, 7.5) if analysis is not None else (10, 4.5))
+    if analysis is not None:
+        ax = fig.add_axes((0.06, 0.45, 0.86, 0.5))
+        cax = fig.add_axes((0.93, 0.45, 0.015, 0.5))
+        tab = fig.add_axes((0.02, 0.01, 0.96, 0.36))
+        tab.axis("off")
+    else:
+        ax = fig.add_axes((0.07, 0.12, 0.82, 0.78))
+        cax = fig.add_axes((0.91, 0.12, 0.02, 0.78))
+    im = ax.imshow(c, origin="lower", extent=extent, cmap="viridis", aspect="equal",
+                   interpolation="nearest")
+    fig.colorbar(im, cax=cax, label="⁶Li fraction C")
+    ax.set_xlabel("x from liquid level (µm)")
+    ax.set_ylabel("y (µm)")
+    ax.set_title(title or "⁶Li fraction")
+    if analysis is not None:
+        edge = np.ma.masked_where(~_outline(analysis.grain_ids), np.ones(c.shape))
+        ax.imshow(edge, origin="lower", extent=extent, cmap="gray", vmin=0, vmax=2,
+                  alpha=0.6, aspect="equal", interpolation="nearest")
+        sel = [s for s in analysis.selected if s.dgb_over_delta > 0]
+        if sel:
+            ks = np.array([s.dgb_over_delta for s in sel])
+            sc = ax.scatter([s.x_cm * 1e4 for s in sel], [s.y_cm * 1e4 for s in sel], c=ks,
+                            s=14, cmap="plasma", norm=LogNorm(ks.min(), max(ks.max(),
+                                                                             ks.min() * 1.01)),
+                            edgecolors="white", linewidths=0.4)
+            fig.colorbar(sc, ax=ax, orientation="horizontal", fraction=0.05, pad=0.18,
+                         label="D*_gb/δ (cm/s)")
+        summ = analysis.summary()
+        med = summ["median_dgb_over_delta_cm_s"]
+        head = (f"{summ['n_selected']} of {summ['n_boundaries']} boundaries selected; median "
+                f"D*_gb/δ = {med:.3g} cm/s" if med is not None else "no boundary selected")
+        rows = sorted(analysis.selected, key=lambda s: -s.step)[:_TABLE_ROWS]
+        cells = [[f"{s.x_cm * 1e4:.0f}", f"{s.y_cm * 1e4:.0f}", f"{s.angle_deg:.0f}",
+                  f"{s.length_cm * 1e4:.0f}", f"{s.step:.4f} ± {s.step_err:.4f}",
+                  f"{s.gradient_per_cm:.3g} ± {s.gradient_err:.2g}",
+                  f"{s.dgb_over_delta:.3g} ± {s.dgb_over_delta_err:.2g}"] for s in rows]
+        tab.set_title(head, fontsize=9, loc="left")
+        if cells:
+            t = tab.table(cellText=cells, loc="upper center",
+                          colLabels=["x (µm)", "y (µm)", "angle (°)", "length (µm)", "ΔC",
+                                     "−dC/dn (cm⁻¹)", "D*_gb/δ (cm/s)"])
+            t.auto_set_font_size(False)
+            t.set_fontsize(7)
+            t.scale(1.0, 0.9)
+    return _save(fig, Path(path))
+
+
+def plot_profiles(
+    x_cm: Sequence[np.ndarray],
+    profiles: Sequence[np.ndarray],
+    labels: Sequence[str],
+    path: str | Path,
+    *,
+    models: Sequence[tuple[np.ndarray, np.ndarray, str]] = (),
+    title: str = "",
+) -> Path:
+    """Measured profiles (points) with model curves ``(x_cm, c, label)`` (lines)."""
+    fig = Figure(figsize=(8, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (x, c, lab) in enumerate(zip(x_cm, profiles, labels, strict=True)):
+        ax.plot(np.asarray(x) * 10.0, c, ".", ms=3, color=f"C{i}", label=lab)
+    for j, (x, c, lab) in enumerate(models):
+        ax.plot(np.asarray(x) * 10.0, c, "-", lw=1.3, color=f"C{j + 1}" if "erfc" not in lab
+                else "k", label=lab)
+    ax.set_xlabel("x from liquid level (mm)")
+    ax.set_ylabel("⁶Li fraction C")
+    ax.set_title(title or "profiles")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
+
+
+def plot_arrhenius(
+    series: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    path: str | Path,
+    *,
+    fits: Mapping[str, ArrheniusFit] | None = None,
+    title: str = "",
+) -> Path:
+    """log10 D against 1000/T for named series ``name -> (T_K, D, err or None)``, with the
+    fitted Arrhenius lines and their energies in the legend."""
+    fig = Figure(figsize=(7, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    fits = fits or {}
+    for i, (name, (t, d, err)) in enumerate(series.items()):
+        t = np.asarray(t, dtype=float)
+        d = np.asarray(d, dtype=float)
+        ok = np.isfinite(d) & (d > 0)
+        if not ok.any():
+            continue
+        yerr = None
+        if err is not None:
+            e = np.asarray(err, dtype=float)[ok]
+            yerr = np.abs(np.vstack([np.log10(d[ok]) - np.log10(np.maximum(d[ok] - e,
+                                                                            d[ok] * 1e-3)),
+                                     np.log10(d[ok] + e) - np.log10(d[ok])]))
+        label = name
+        if name in fits:
+            f = fits[name]
+            se = f"±{f.ea_stderr_eV:.2f}" if math.isfinite(f.ea_stderr_eV) else ""
+            label = f"{name}: Ea = {f.ea_eV:.2f}{se} eV"
+            tt = np.linspace(t[ok].min() * 0.97, t[ok].max() * 1.03, 50)
+            ax.plot(1000.0 / tt, np.log10(f.predict(tt)), "-", color=f"C{i}", lw=1)
+        ax.errorbar(1000.0 / t[ok], np.log10(d[ok]), yerr=yerr, fmt="o", color=f"C{i}",
+                    label=label, ms=5, capsize=2)
+    ax.set_xlabel("1000 / T (1/K)")
+    ax.set_ylabel("log10 D (cm²/s)")
+    ax.set_title(title or "Arrhenius")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
