@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from bluesky import RunEngine
@@ -52,9 +54,15 @@ def folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def catalog(folder):
+def exports(tmp_path_factory) -> Path:
+    """Export folder of the simulated SurfaceLab (HDF5 assets land below it)."""
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(scope="module")
+def catalog(folder, exports):
     t0 = time.perf_counter()
-    client = open_catalog(folder)
+    client = open_catalog(folder, readable_storage=[exports])
     print(f"\ncatalog open (new folder, incl. init): {time.perf_counter() - t0:.2f} s")
     return client
 
@@ -64,6 +72,27 @@ def RE(catalog, folder):
     engine = RunEngine({})
     engine.subscribe(catalog_writer(folder))
     return engine
+
+
+@pytest.fixture(scope="module")
+def sims_run(RE, exports):
+    """Two SIMS images (external HDF5 assets via StreamResource/StreamDatum) of a quenched
+    virtual sample, through the real SurfaceLabExport device and simulator."""
+    from lltolab.devices import SurfaceLabExport
+    from lltolab.diffusion import VirtualSample
+    from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
+
+    sample = VirtualSample.paper_default(seed=2, window_m=(-10e-6, 100e-6, 0.0, 40e-6))
+    sample.set_environment(0.0, temperature_K=295.15, immersed=True)
+    sample.set_environment(59 * 3600.0, temperature_K=163.15, immersed=False)
+    sim = SurfaceLabSimulator(
+        sample, VirtualClock(start_s=59 * 3600.0), exports, seed=21,
+        settings=SimsSettings(field_of_view_um=(100.0, 40.0), pixels=(64, 26)),
+    )
+    sims = SurfaceLabExport(exports, name="sims", request=sim.request, timeout_s=20.0,
+                            poll_s=0.02, sidecar_grace_s=0.3)
+    (uid,) = RE(count([sims], num=2), sample_id="LLTO-sims")
+    return uid
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +143,18 @@ def test_array_field_round_trip(catalog, RE):
     np.testing.assert_array_equal(np.asarray(stored[1]), image)
 
 
+def test_external_sims_images_read_back(catalog, sims_run, exports):
+    from lltolab.formats import read_bif6
+
+    stream = catalog[sims_run]["primary"]
+    li6 = stream["sims_li6_counts"].read()
+    assert li6.shape == (2, 26, 64) and li6.dtype == np.uint32
+    for k, source in enumerate(stream["sims_source_file"].read()):
+        assert Path(source).parent == exports
+        np.testing.assert_array_equal(li6[k], read_bif6(str(source))[0].counts)
+    assert catalog[sims_run].metadata["stop"]["exit_status"] == "success"
+
+
 def test_replay_documents_through_callbacks(catalog, scan_run, capsys):
     seen: list[tuple[str, dict]] = []
     n = replay(catalog[scan_run], [LiveTable(["motor", "det"]), lambda n, d: seen.append((n, d))])
@@ -140,7 +181,7 @@ def test_list_runs_rows(catalog, scan_run):
 
 
 # -- a new process reads what this one wrote ----------------------------------------------------
-def test_new_process_reads_runs(catalog, folder, scan_run):
+def test_new_process_reads_runs(catalog, folder, scan_run, sims_run):
     code = """
         import json, sys
         from lltolab.catalog import open_catalog
@@ -153,15 +194,18 @@ def test_new_process_reads_runs(catalog, folder, scan_run):
             "by_scan_id": cat[start["scan_id"]].metadata["start"]["uid"],
             "latest": cat[-1].metadata["start"]["uid"],
             "exit": run.metadata["stop"]["exit_status"],
+            "li6_sum": int(cat[sys.argv[3]]["primary"]["sims_li6_counts"].read().sum()),
         }))
     """
     latest = catalog[-1].metadata["start"]["uid"]
-    proc = _run_child(code, str(folder), scan_run)
+    proc = _run_child(code, str(folder), scan_run, sims_run)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["sample"] == "LLTO-A1" and out["exit"] == "success"
     np.testing.assert_allclose(out["motor"], np.linspace(-1.0, 1.0, 5))
     assert out["by_scan_id"] == scan_run and out["latest"] == latest
+    # readable_storage (the exports folder) is remembered by the catalog folder
+    assert out["li6_sum"] == int(catalog[sims_run]["primary"]["sims_li6_counts"].read().sum())
 
 
 # -- durability ---------------------------------------------------------------------------------
@@ -280,6 +324,7 @@ def test_recover_leaves_a_live_run_alone(catalog, folder):
     assert not (folder / "journal" / f"{start['uid']}.jsonl").exists()
 
 
+@pytest.mark.filterwarnings("ignore:The callback:UserWarning")  # event-model relays the 409
 def test_tiled_failure_does_not_stop_the_run_and_journal_is_settled(catalog, folder, scan_run):
     # Replaying an already stored run makes TiledWriter fail (the run container exists):
     # the writer must swallow it, keep the journal, and settle it at stop.
@@ -334,3 +379,59 @@ def test_configs_validate_against_tiled(tmp_path):
     assert rendered["media_types"]["BlueskyRun"]["application/json-seq"].endswith(
         "json_seq_exporter")
     Config.model_validate(rendered)
+
+
+# -- scale-out: the same code against a tiled server --------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_tiled_server_uri_with_api_key(tmp_path):
+    server_folder = tmp_path / "server"
+    server_folder.mkdir()
+    config = tmp_path / "config.yml"
+    config.write_text(json.dumps(catalog_config(server_folder)))  # JSON is YAML
+    port, key = _free_port(), secrets.token_hex(16)  # tiled wants an alphanumeric key
+    env = {**os.environ, "TILED_SINGLE_USER_API_KEY": key}
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("tiled")), "serve", "config", str(config),
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=log,
+    )
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:  # wait for the port with plain connects (tiled's client retries slowly)
+            try:
+                httpx.get(f"{uri}/api/v1/", timeout=2.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError((tmp_path / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.3)
+        engine = RunEngine({})
+        writer = catalog_writer(uri, api_key=key, journal_dir=tmp_path / "journal")
+        engine.subscribe(writer)
+        (uid,) = engine(scan([det], motor, 0.0, 1.0, 3), sample_id="LLTO-srv")
+        run = open_catalog(uri, api_key=key)[uid]
+        np.testing.assert_allclose(run["primary"].read()["motor"].values, [0.0, 0.5, 1.0])
+        assert run.metadata["stop"]["exit_status"] == "success"
+        assert [n for n, _ in run.documents()].count("event") == 3
+        assert not list((tmp_path / "journal").glob("*.jsonl"))
+        with pytest.raises(Exception, match="401|403|[Uu]nauthori|[Ff]orbidden|API key"):
+            _ = open_catalog(uri, api_key="wrong")[uid].metadata
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
