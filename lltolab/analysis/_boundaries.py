@@ -42,6 +42,7 @@ DEFAULT_DELTA_CM = 5e-8
 """Assumed grain-boundary thickness δ = 0.5 nm, in cm."""
 
 _QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+_NOISY = 1.0  # median relative error of D_gb/δ above which the summary warns
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,14 @@ class BoundaryAnalysis:
         }
         pos = v[v > 0]
         out["n_negative"] = int(v.size - pos.size)
+        rel = np.array([abs(s.dgb_over_delta_err / s.dgb_over_delta) for s in self.selected
+                        if s.dgb_over_delta != 0])
+        out["median_relative_error"] = _jsonable(float(np.median(rel)) if rel.size else math.nan)
+        if rel.size and float(np.median(rel)) > _NOISY:
+            out["warning"] = (
+                f"per-boundary gradients are noise-dominated (median relative error "
+                f"{float(np.median(rel)):.1f}): the median is then biased low by the step "
+                "selection; collect more counts per pixel (~1e4 gave ±10 % on the twin)")
         if pos.size >= 2:
             out["geometric_sd_factor"] = float(np.exp(np.std(np.log(pos), ddof=1)))
         return out
@@ -321,6 +330,7 @@ def analyze_boundaries(
     window_px: float = 14.0,
     exclude_px: float = 1.0,
     end_trim_px: float = 1.0,
+    margin_px: int = 1,
     min_length_px: float = 6.0,
     min_pixels_side: int = 20,
     max_angle_deg: float = 40.0,
@@ -354,6 +364,11 @@ def analyze_boundaries(
         Pixels closer than this to the boundary line are left out (staircase, blur).
     end_trim_px : float
         Pixels beyond the boundary's ends minus this margin are left out (triple junctions).
+    margin_px : int
+        Pixels within this many pixels (square neighbourhood) of any grain boundary are left
+        out: a raster resampled from the sample (pitch ≠ grain-map pitch) blurs every boundary
+        over a pixel, and mixed pixels next to the grain's *other* boundaries bias the fitted
+        gradient (by ~1.5x on a 512 × 206 raster of 500 × 200 µm without this margin).
     min_length_px : float
         Shorter boundaries are skipped.
     min_pixels_side : int
@@ -383,6 +398,8 @@ def analyze_boundaries(
     d_bulk = as_positive("d_bulk", d_bulk)
     delta_cm = as_positive("delta_cm", delta_cm)
     as_positive("window_px", window_px)
+    if not (isinstance(margin_px, int | np.integer) and 0 <= margin_px <= 5):
+        raise ValueError(f"margin_px must be an integer in [0, 5], got {margin_px!r}")
     if not 0 <= exclude_px < window_px:
         raise ValueError(f"exclude_px must be in [0, window_px={window_px}), got {exclude_px}")
     if not 0 < max_angle_deg <= 90:
@@ -422,6 +439,10 @@ def analyze_boundaries(
         source = "c_map"
     ids = ids.astype(np.int64)
     valid = np.isfinite(c) if w is None else np.isfinite(c) & np.isfinite(w)
+    if margin_px > 0:
+        size = 2 * int(margin_px) + 1
+        valid &= (ndimage.minimum_filter(ids, size, mode="nearest")
+                  == ndimage.maximum_filter(ids, size, mode="nearest"))
     steps = [
         step
         for step in _iter_pairs(c, w, valid, ids, px, py, d_bulk, window_px, exclude_px,
