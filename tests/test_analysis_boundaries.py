@@ -195,3 +195,17 @@ def test_twin_map_analysis_speed_and_noise_free_accuracy(twin_map) -> None:
     res_all = analyze_boundaries(clean, pixel_cm=PX, d_bulk=d_bulk,
                                  grain_ids=sample.grain_ids, max_angle_deg=90)
     assert len(res_all.selected) > len(res.selected)
+
+
+def test_nan_pixels_are_ignored_and_weights_used() -> None:
+    c, ids, _ = _two_grains(0.0)
+    holes = c.copy()
+    holes[::7, ::5] = np.nan  # saturated / empty pixels from isotope_fraction
+    sigma = np.full(c.shape, 2e-3)
+    res = analyze_boundaries(holes, pixel_cm=PX, d_bulk=2.6e-8, grain_ids=ids, sigma_map=sigma)
+    assert res.steps[0].dgb_over_delta == pytest.approx(1.4e-6, rel=0.02)
+    assert res.steps[0].chi2_red < 1e-6  # exact model, errors of 2e-3 per pixel
+    with pytest.raises(ValueError, match="sigma_map"):
+        analyze_boundaries(c, pixel_cm=PX, grain_ids=ids, sigma_map=np.ones((3, 3)))
+    with pytest.raises(ValueError, match="margin_px"):
+        analyze_boundaries(c, pixel_cm=PX, grain_ids=ids, margin_px=1.5)

@@ -178,8 +178,8 @@ def fit_erfc_profile(
 
     start = {"ln_d": math.log(d_guess), "c0": c0, "cs": cs, "x0": x0_cm / xscale}
     p0 = np.array([start[n] for n in names])
-    sol = least_squares(resid, p0, method="lm" if x.size >= n_par else "trf",
-                        x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+    sol = least_squares(resid, p0, method="lm", x_scale="jac", xtol=1e-12, ftol=1e-12,
+                        gtol=1e-12, max_nfev=2000)
     d, a0, a_s, x0 = unpack(sol.x)
     dof = x.size - n_par
     chi2 = float(sol.fun @ sol.fun)
