@@ -94,6 +94,8 @@ _JOURNAL_DIR = "journal"
 _SETTINGS_FILE = "lltolab-catalog.json"
 _INIT_MARKER = ".tiled-initialized"
 _INIT_LOCK = ".open.lock"
+#: longest wait for another process that is creating / opening the same catalog folder (s)
+_OPEN_TIMEOUT_S = 120.0
 _EXPORTER = "bluesky_tiled_plugins.exporters:json_seq_exporter"
 
 _clients: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -254,30 +256,42 @@ class _FileLock:
     def __init__(self, fileobj: IO[Any]) -> None:
         self._f = fileobj
 
-    def acquire(self, *, blocking: bool) -> bool:
+    def try_acquire(self) -> bool:
+        """Take the lock if free; False at once if another holder has it."""
         fd = self._f.fileno()
         try:
             import fcntl
         except ImportError:  # Windows
             import msvcrt
 
-            mode = msvcrt.LK_LOCK if blocking else msvcrt.LK_NBLCK  # type: ignore[attr-defined]
             try:
-                msvcrt.locking(fd, mode, 1)  # type: ignore[attr-defined]
+                os.lseek(fd, 0, os.SEEK_SET)  # lock byte 0 (append writes still go to the end)
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
             except OSError:
                 return False
             return True
-        flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
         try:
-            fcntl.flock(fd, flags)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
 
+    def acquire_within(self, timeout_s: float, what: str) -> None:
+        """Take the lock, polling; raise TimeoutError after ``timeout_s`` seconds."""
+        deadline = time.monotonic() + timeout_s
+        while not self.try_acquire():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} still locked by another process after {timeout_s} s")
+            time.sleep(0.05)
 
-def _open_local(folder: Path, readable_storage: Iterable[str | os.PathLike[str]] | None) -> Any:
+
+def _open_local(
+    folder: Path, readable_storage: Iterable[str | os.PathLike[str]] | None, create: bool
+) -> Any:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"catalog path {folder} exists and is not a folder")
+    if not create and not (folder / _CATALOG_DB).exists():
+        raise ValueError(f"no catalog in {folder} (no {_CATALOG_DB}); create=False")
     folder.mkdir(parents=True, exist_ok=True)
     for sub in (_FILES_DIR, _ASSETS_DIR, _JOURNAL_DIR):
         (folder / sub).mkdir(exist_ok=True)
@@ -293,8 +307,8 @@ def _open_local(folder: Path, readable_storage: Iterable[str | os.PathLike[str]]
         # Serialise first-time creation between processes; skip the (slow) init subprocess
         # once this folder is known to be initialised.
         with open(folder / _INIT_LOCK, "a+") as lockfile:
-            _FileLock(lockfile).acquire(blocking=True)
-            initialised = (folder / _INIT_MARKER).exists()
+            _FileLock(lockfile).acquire_within(_OPEN_TIMEOUT_S, f"catalog {folder}")
+            initialised = (folder / _INIT_MARKER).exists() and (folder / _CATALOG_DB).exists()
             config = catalog_config(
                 folder, readable_storage=readable, init_if_not_exists=not initialised
             )
@@ -312,6 +326,7 @@ def open_catalog(
     *,
     api_key: str | None = None,
     readable_storage: Iterable[str | os.PathLike[str]] | None = None,
+    create: bool = True,
 ) -> Any:
     """Open a catalog of bluesky runs.
 
@@ -325,7 +340,12 @@ def open_catalog(
     readable_storage
         Folders with detector files referenced by runs (e.g. the SIMS exports/assets folder);
         remembered in the catalog folder so that every later opening, in any process, can read
-        them. Ignored for a server (configured server-side).
+        them. Ignored for a server (configured server-side). An app already built in this
+        process for the same folder keeps the folders it was built with: pass them at the
+        first opening (the session does).
+    create
+        Create the catalog if the folder holds none; with False a missing catalog raises
+        ValueError (for read-only tools such as ``lltolab runs``).
 
     Returns
     -------
@@ -339,7 +359,7 @@ def open_catalog(
 
         return from_uri(str(path_or_uri), api_key=api_key)
     folder = Path(path_or_uri) if path_or_uri is not None else default_catalog_path()
-    return _open_local(folder.expanduser().resolve(), readable_storage)
+    return _open_local(folder.expanduser().resolve(), readable_storage, create)
 
 
 # --------------------------------------------------------------------------- journal
@@ -362,7 +382,7 @@ class _Journal:
         self.path = path
         self._fsync = fsync
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held for the run
-        if not _FileLock(self._file).acquire(blocking=False):
+        if not _FileLock(self._file).try_acquire():
             self._file.close()
             raise RuntimeError(f"journal {path} is locked by another writer")
 
@@ -388,13 +408,16 @@ def read_journal(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]
     ValueError
         If a line other than the last is not a ``{"name": ..., "doc": ...}`` JSON object.
     """
-    p = Path(path)
-    raw = p.read_bytes().split(b"\n")
+    return _parse_journal(Path(path).read_bytes(), Path(path))
+
+
+def _parse_journal(data: bytes, p: Path) -> list[tuple[str, dict[str, Any]]]:
+    raw = data.split(b"\n")
     docs: list[tuple[str, dict[str, Any]]] = []
     for i, line in enumerate(raw):
         if not line.strip():
             continue
-        last = i >= len(raw) - 2 and not any(x.strip() for x in raw[i + 1 :])
+        last = not any(x.strip() for x in raw[i + 1 :])
         try:
             item = json.loads(line)
             name, doc = item["name"], item["doc"]
@@ -629,10 +652,11 @@ def _lookup(client: Any, uid: str) -> Any | None:
 
 def _recover_journal(client: Any, path: Path) -> str | None:
     """Rewrite the run of one journal if the catalog lacks it or its stop; None if skipped."""
-    with open(path, "ab") as handle:
-        if not _FileLock(handle).acquire(blocking=False):
+    with open(path, "r+b") as handle:
+        if not _FileLock(handle).try_acquire():
             return None  # the run is being written right now
-        docs = read_journal(path)
+        handle.seek(0)
+        docs = _parse_journal(handle.read(), path)
         if not docs:
             handle.close()
             path.unlink(missing_ok=True)
@@ -687,7 +711,9 @@ def recover(
     -------
     list of str
         uids of the runs rewritten. Journals of runs being written by a live writer (locked)
-        are left alone; journals of runs already complete are deleted.
+        are left alone; journals of runs already complete are deleted; a journal that cannot
+        be parsed is renamed ``*.bad`` (logged); one whose rewrite fails (e.g. server down) is
+        kept for the next call (logged).
     """
     if isinstance(catalog, (str, os.PathLike)) or catalog is None:
         client = open_catalog(catalog, api_key=api_key)
@@ -706,7 +732,15 @@ def recover(
         return []
     recovered = []
     for path in sorted(jdir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
-        uid = _recover_journal(client, path)
+        try:
+            uid = _recover_journal(client, path)
+        except ValueError:  # not a journal of ours: set aside, never block writing
+            logger.exception("journal %s is unreadable; renamed to *.bad", path)
+            path.rename(path.with_suffix(".bad"))
+            continue
+        except Exception:  # e.g. the server is down: keep the journal for the next attempt
+            logger.exception("run of journal %s could not be rewritten now", path)
+            continue
         if uid is not None:
             recovered.append(uid)
     return recovered

@@ -342,6 +342,24 @@ def read_journal_from_run(run):
         yield name, json.loads(json.dumps(doc.to_dict() if hasattr(doc, "to_dict") else doc))
 
 
+def test_recover_adds_a_run_the_catalog_never_saw_and_sets_aside_garbage(catalog, folder):
+    docs: list[tuple[str, dict]] = []
+    engine = RunEngine({})
+    engine.subscribe(lambda name, doc: docs.append((name, doc)))
+    (uid,) = engine(count([det], num=4), sample_id="LLTO-lost")
+    journal = folder / "journal"
+    lines = [json.dumps({"name": n, "doc": d}) for n, d in docs[:-2]]  # lost: last event, stop
+    (journal / f"{uid}.jsonl").write_text("\n".join(lines) + "\n")
+    (journal / "garbage.jsonl").write_text("not json\nat all\n")
+    assert recover(folder) == [uid]
+    run = catalog[uid]
+    assert run.metadata["stop"]["reason"] == RECOVERED_REASON
+    assert run.metadata["stop"]["num_events"] == {"primary": 3}
+    assert run["primary"].read()["det"].shape == (3,)
+    assert (journal / "garbage.bad").exists() and not (journal / "garbage.jsonl").exists()
+    (journal / "garbage.bad").unlink()
+
+
 # -- pieces -------------------------------------------------------------------------------------
 def test_read_journal_drops_torn_last_line_only(tmp_path):
     good = [json.dumps({"name": "start", "doc": {"uid": "u"}}),
@@ -362,6 +380,9 @@ def test_bad_arguments_rejected(tmp_path, catalog):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a folder"):
         open_catalog(tmp_path / "file")
+    with pytest.raises(ValueError, match="no catalog in"):
+        open_catalog(tmp_path / "nothing-here", create=False)
+    assert not (tmp_path / "nothing-here").exists()
     with pytest.raises(ValueError, match="catalog_uri"):
         server_config_yaml(catalog_uri="mysql://x")
 
