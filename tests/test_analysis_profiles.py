@@ -175,7 +175,12 @@ def sealed_sample():
     sample.set_environment(EXCHANGE_S, temperature_K=T22, immersed=False)
     x_m = np.linspace(-0.97e-3, 8.97e-3, 600)
     times = [EXCHANGE_S, EXCHANGE_S + 14 * 86400, EXCHANGE_S + 42 * 86400]
-    profs = [sample.profile(x_m, t) for t in times]
+    x_line = np.linspace(0.03e-3, 5.97e-3, 300)  # the paper's 0-6 mm line measurements
+    profs, line = [], []
+    for t in times:
+        profs.append(sample.profile(x_m, t))
+        line.append(sample.profile(x_line, t))
+    sample.line_profiles = (x_line, line)
     return sample, x_m, times, profs
 
 
@@ -199,3 +204,19 @@ def test_erfc_on_twin_exchange_profile_matches_true_d_eff(sealed_sample) -> None
                               fit_x0=True)
     assert fit_x0.d_eff == pytest.approx(truth, rel=0.10)
     assert abs(fit_x0.x0_cm) < 5e-4  # no meniscus in the twin
+
+
+@pytest.mark.timeout(120)
+def test_time_evolution_from_0_to_6_mm_profiles_needs_the_sample_extent(sealed_sample) -> None:
+    sample, _, times, _ = sealed_sample
+    x_line, profs = sample.line_profiles
+    truth = sample.truth(T22)["d_eff_m2_s"] * 1e4
+    x_cm = x_line * 100
+    fit = fit_time_evolution(x_cm, profs, times, domain_cm=(-0.1, 0.9), outside=(CS, None),
+                             width_cm=50e-4)
+    assert fit.d_eff == pytest.approx(truth, rel=0.03)
+    # sealing the model at the first measured point ignores the 6Li of the immersed part
+    wrong = fit_time_evolution(x_cm, profs, times, width_cm=50e-4)
+    assert wrong.d_eff < 0.5 * truth
+    with pytest.raises(ValueError, match="outside"):
+        fit_time_evolution(x_cm, profs, times, domain_cm=(-0.1, 0.9), outside=(1.5, None))

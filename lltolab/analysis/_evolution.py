@@ -177,6 +177,7 @@ def fit_time_evolution(
     domain_cm: tuple[float, float] | None = None,
     n_cells: int | None = None,
     width_cm: float | None = None,
+    outside: tuple[float | None, float | None] = (None, None),
     d_guess: float | None = None,
 ) -> TimeEvolutionFit:
     """D*_eff of a sealed sample from a sequence of profiles.
@@ -193,7 +194,13 @@ def fit_time_evolution(
         Standard errors of every profile (the first is not used): weights and error scale.
     domain_cm : (float, float), optional
         Extent of the sealed sample (cm); default: the first profile's span plus half a
-        spacing at each end. Beyond the first profile its end values are extended.
+        spacing at each end, right only when the profiles cover the whole sample. Profiles
+        over 0–6 mm of a sample dipped 1 mm deep need (-0.1, L) and ``outside``: sealing
+        the model at the liquid level gave D*_eff 80 % low on the twin.
+    outside : (float or None, float or None)
+        Initial C of the domain left / right of the first profile (None: its end value).
+        E.g. ``(0.95, None)`` when the profiles start at the liquid level and the part that
+        was immersed (x < 0) is included in ``domain_cm``.
     n_cells : int, optional
         Cells of the forward model (uniform); default the first profile's point count,
         clipped to 200..800.
@@ -259,6 +266,11 @@ def fit_time_evolution(
         width_cm = as_positive("width_cm", width_cm)
     line = SealedLine(np.linspace(lo, hi, int(n_cells) + 1))
     c0_cells = np.interp(line.centres_cm, x_init, c_init)
+    left, right = outside
+    if left is not None:
+        c0_cells[line.centres_cm < x_init[0]] = float(as_fraction_array("outside[0]", left))
+    if right is not None:
+        c0_cells[line.centres_cm > x_init[-1]] = float(as_fraction_array("outside[1]", right))
     amp = line.coefficients(c0_cells)
     elapsed = t[1:] - t[0]
     bases = [line.basis(line.observation(xs[i], width_cm)) for i in range(1, n_prof)]
