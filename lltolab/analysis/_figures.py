@@ -7,14 +7,15 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 
-from ._arrhenius import ArrheniusFit
-from ._boundaries import BoundaryAnalysis
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the package
+    from matplotlib.figure import Figure
+
+    from ._arrhenius import ArrheniusFit
+    from ._boundaries import BoundaryAnalysis
 
 __all__ = ["figure_path", "plot_c_map", "plot_profiles", "plot_arrhenius"]
 
@@ -30,8 +31,16 @@ def figure_path(folder: str | Path, run: str, quantity: str) -> Path:
     return folder / f"{safe}.png"
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _figure(**kw):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kw)
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     return path
 
@@ -58,7 +67,9 @@ def plot_c_map(
     px, py = (pixel_cm, pixel_cm) if np.ndim(pixel_cm) == 0 else pixel_cm  # type: ignore[misc]
     ny, nx = c.shape
     extent = (0.0, nx * px * 1e4, 0.0, ny * py * 1e4)
-    fig = Figure(figsize=(12, 7.5) if analysis is not None else (10, 4.5))
+    from matplotlib.colors import LogNorm
+
+    fig = _figure(figsize=(12, 7.5) if analysis is not None else (10, 4.5))
     if analysis is not None:
         ax = fig.add_axes((0.06, 0.45, 0.86, 0.5))
         cax = fig.add_axes((0.93, 0.45, 0.015, 0.5))
@@ -116,8 +127,7 @@ def plot_profiles(
     title: str = "",
 ) -> Path:
     """Measured profiles (points) with model curves ``(x_cm, c, label)`` (lines)."""
-    fig = Figure(figsize=(8, 5))
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(8, 5))
     ax = fig.add_subplot(1, 1, 1)
     for i, (x, c, lab) in enumerate(zip(x_cm, profiles, labels, strict=True)):
         ax.plot(np.asarray(x) * 10.0, c, ".", ms=3, color=f"C{i}", label=lab)
@@ -141,8 +151,7 @@ def plot_arrhenius(
 ) -> Path:
     """log10 D against 1000/T for named series ``name -> (T_K, D, err or None)``, with the
     fitted Arrhenius lines and their energies in the legend."""
-    fig = Figure(figsize=(7, 5))
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(7, 5))
     ax = fig.add_subplot(1, 1, 1)
     fits = fits or {}
     for i, (name, (t, d, err)) in enumerate(series.items()):
