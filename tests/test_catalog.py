@@ -275,6 +275,10 @@ def test_kill_9_mid_run_loses_no_emitted_event(catalog, folder):
         lines = _lines_until(
             proc, lambda line: line.startswith("event ") and int(line.split()[1]) >= 40, 90.0
         )
+        # read while the child writes (SQLite WAL: one writer, other readers)
+        live_uid = next(line.split()[1] for line in lines if line.startswith("start "))
+        live = next(r for r in list_runs(catalog, n=5) if r.uid == live_uid)
+        assert live.exit_status is None and live.sample_id == "LLTO-kill"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         lines += _rest(proc)
@@ -289,6 +293,8 @@ def test_kill_9_mid_run_loses_no_emitted_event(catalog, folder):
 
     partial = catalog[uid]  # start + some 7-row batches reached tiled; no stop
     assert not partial.metadata.get("stop")
+    n_partial = len(partial["primary"].read()["ticker"])  # whole 7-row batches only
+    assert n_partial > 0 and n_partial % 7 == 0 and n_partial <= len(emitted)
     assert (folder / "journal" / f"{uid}.jsonl").exists()
 
     assert recover(folder) == [uid]
