@@ -62,6 +62,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -81,6 +83,7 @@ __all__ = [
     "recover",
     "replay",
     "server_config_yaml",
+    "warm_up",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,7 +107,7 @@ _INIT_LOCK = ".open.lock"
 _OPEN_TIMEOUT_S = 120.0
 _EXPORTER = "bluesky_tiled_plugins.exporters:json_seq_exporter"
 
-_clients: dict[tuple[str, tuple[str, ...]], Any] = {}
+_clients: dict[tuple[str, tuple[str, ...]], Future] = {}
 _clients_lock = threading.Lock()
 
 
@@ -309,28 +312,70 @@ def _open_local(
         (folder / sub).mkdir(exist_ok=True)
     readable = _readable_storage(folder, readable_storage)
     key = (str(folder), tuple(readable))
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is not None:
-            return client
-        from tiled.client import Context, from_context
-        from tiled.server.app import build_app_from_config
+    with _clients_lock:  # one build per process and key; other callers wait for it
+        future = _clients.get(key)
+        owner = future is None
+        if owner:
+            future = _clients[key] = Future()
+    if owner:
+        try:
+            future.set_result(_build_local(folder, readable))
+        except BaseException as exc:
+            with _clients_lock:
+                del _clients[key]
+            future.set_exception(exc)
+    try:
+        return future.result(timeout=_OPEN_TIMEOUT_S)
+    except FutureTimeout:
+        raise TimeoutError(
+            f"catalog {folder} not opened within {_OPEN_TIMEOUT_S} s (another thread opening it)"
+        ) from None
 
-        # Serialise first-time creation between processes; skip the (slow) init subprocess
-        # once this folder is known to be initialised.
-        with open(folder / _INIT_LOCK, "a+") as lockfile:
-            _FileLock(lockfile).acquire_within(_OPEN_TIMEOUT_S, f"catalog {folder}")
-            initialised = (folder / _INIT_MARKER).exists() and (folder / _CATALOG_DB).exists()
-            config = catalog_config(
-                folder, readable_storage=readable, init_if_not_exists=not initialised
+
+def _build_local(folder: Path, readable: list[str]) -> Any:
+    from tiled.client import Context, from_context
+    from tiled.server.app import build_app_from_config
+
+    # Serialise first-time creation between processes; skip the (slow) init subprocess
+    # once this folder is known to be initialised.
+    with open(folder / _INIT_LOCK, "a+") as lockfile:
+        _FileLock(lockfile).acquire_within(_OPEN_TIMEOUT_S, f"catalog {folder}")
+        initialised = (folder / _INIT_MARKER).exists() and (folder / _CATALOG_DB).exists()
+        config = catalog_config(
+            folder, readable_storage=readable, init_if_not_exists=not initialised
+        )
+        app = build_app_from_config(config)
+        if not initialised:
+            (folder / _INIT_MARKER).write_text("tiled catalog initialised\n")
+    return from_context(Context.from_app(app))
+
+
+def warm_up(
+    path_or_uri: str | os.PathLike[str] | None = None,
+    *,
+    api_key: str | None = None,
+    readable_storage: Iterable[str | os.PathLike[str]] | None = None,
+) -> Future:
+    """Start opening a catalog in a background thread; later :func:`open_catalog` calls with
+    the same arguments return the same client without building it again.
+
+    Returns
+    -------
+    concurrent.futures.Future
+        Resolves to the client (or the opening error).
+    """
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(
+                open_catalog(path_or_uri, api_key=api_key, readable_storage=readable_storage)
             )
-            app = build_app_from_config(config)
-            if not initialised:
-                (folder / _INIT_MARKER).write_text("tiled catalog initialised\n")
-        context = Context.from_app(app)
-        client = from_context(context)
-        _clients[key] = client
-        return client
+        except BaseException as exc:  # delivered through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="lltolab-catalog-open", daemon=True).start()
+    return future
 
 
 def open_catalog(
@@ -453,10 +498,14 @@ def _make_tiled_writer(client: Any, batch_size: int) -> Any:
 
 @dataclass
 class _OpenRun:
-    uid: str
+    start: Mapping[str, Any]
     journal: _Journal
-    writer: Any
+    writer: Any = None  # the TiledWriter, made at the first hand-over
     broken: bool = False
+
+    @property
+    def uid(self) -> str:
+        return self.start["uid"]
 
 
 class CatalogWriter:
@@ -467,7 +516,8 @@ class CatalogWriter:
     Parameters
     ----------
     client
-        Tiled container of runs (``CatalogOfBlueskyRuns``).
+        Tiled container of runs (``CatalogOfBlueskyRuns``), or a ``Future`` of one (e.g. from
+        :func:`warm_up`): documents are journaled at once and handed to tiled once it resolves.
     journal_dir
         Folder of the write-ahead journal files.
     batch_size
@@ -487,7 +537,7 @@ class CatalogWriter:
     ) -> None:
         if not callable(batch_size):
             _check_batch_size(batch_size)
-        self.client = client
+        self._client = client
         self.journal_dir = Path(journal_dir)
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         self._batch_size = batch_size
@@ -498,6 +548,16 @@ class CatalogWriter:
         self._lock = threading.RLock()
         #: uids of runs that TiledWriter failed on (rewritten from the journal at stop)
         self.failed_runs: list[str] = []
+
+    @property
+    def client(self) -> Any:
+        """The tiled container of runs (waits up to the open timeout for a pending one)."""
+        if isinstance(self._client, Future):
+            try:
+                return self._client.result(timeout=_OPEN_TIMEOUT_S)
+            except FutureTimeout:
+                raise TimeoutError(f"catalog not open after {_OPEN_TIMEOUT_S} s") from None
+        return self._client
 
     def _writer_for(self, start: Mapping[str, Any]) -> Any:
         size = self._batch_size(start) if callable(self._batch_size) else self._batch_size
@@ -526,9 +586,8 @@ class CatalogWriter:
         with self._lock:
             if name == "start":
                 self._runs[doc["uid"]] = _OpenRun(
-                    uid=doc["uid"],
+                    start=doc,
                     journal=_Journal(self.journal_dir / f"{doc['uid']}.jsonl", fsync=self._fsync),
-                    writer=self._writer_for(doc),
                 )
             uid = self._run_uid(name, doc)
             run = self._runs.get(uid) if uid else None
@@ -541,6 +600,8 @@ class CatalogWriter:
             run.journal.append(name, doc)
             if not run.broken:
                 try:
+                    if run.writer is None:
+                        run.writer = self._writer_for(run.start)
                     run.writer(name, doc)
                 except Exception:
                     logger.exception(
@@ -597,6 +658,7 @@ def catalog_writer(
     fsync: bool = True,
     readable_storage: Iterable[str | os.PathLike[str]] | None = None,
     recover_now: bool = True,
+    background: bool = False,
 ) -> CatalogWriter:
     """A RunEngine subscriber writing runs to a catalog without losing emitted documents.
 
@@ -621,25 +683,52 @@ def catalog_writer(
     readable_storage
         Extra readable folders for detector files (see :func:`open_catalog`).
     recover_now
-        Replay journals of runs left incomplete by a crash before returning.
+        Replay journals of runs left incomplete by a crash (before any new document reaches
+        tiled).
+    background
+        Return at once and open the catalog (and recover) in a background thread, for a fast
+        session start (opening takes seconds). Documents are journaled immediately; the first
+        hand-over to tiled waits for the opening (up to 120 s; if it fails the runs stay in the
+        journal for :func:`recover`). Only for a folder or address.
     """
     if isinstance(client_or_path, (str, os.PathLike)) or client_or_path is None:
         target = client_or_path
-        client = open_catalog(target, api_key=api_key, readable_storage=readable_storage)
         if journal_dir is None:
             if _is_uri(target):
                 journal_dir = _default_journal_dir(str(target))
             else:
                 folder = Path(target) if target is not None else default_catalog_path()
                 journal_dir = folder.expanduser().resolve() / _JOURNAL_DIR
+
+        def open_and_recover() -> Any:
+            client = open_catalog(target, api_key=api_key, readable_storage=readable_storage)
+            if recover_now:
+                recover(client, journal_dir=journal_dir)
+            return client
+
+        if background:
+            pending: Future = Future()
+
+            def work() -> None:
+                try:
+                    pending.set_result(open_and_recover())
+                except BaseException as exc:  # delivered through the future
+                    logger.exception("catalog %s could not be opened", target)
+                    pending.set_exception(exc)
+
+            writer = CatalogWriter(
+                pending, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync
+            )
+            threading.Thread(target=work, name="lltolab-catalog-writer", daemon=True).start()
+            return writer
+        client = open_and_recover()
     else:
         client = client_or_path
         if journal_dir is None:
             journal_dir = _default_journal_dir(str(getattr(client, "uri", "client")))
-    writer = CatalogWriter(client, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync)
-    if recover_now:
-        recover(client, journal_dir=journal_dir)
-    return writer
+        if recover_now:
+            recover(client, journal_dir=journal_dir)
+    return CatalogWriter(client, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync)
 
 
 # --------------------------------------------------------------------------- recovery

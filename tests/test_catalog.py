@@ -41,6 +41,7 @@ from lltolab.catalog import (
     recover,
     replay,
     server_config_yaml,
+    warm_up,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -364,6 +365,39 @@ def test_recover_adds_a_run_the_catalog_never_saw_and_sets_aside_garbage(catalog
     assert run["primary"].read()["det"].shape == (3,)
     assert (journal / "garbage.bad").exists() and not (journal / "garbage.jsonl").exists()
     (journal / "garbage.bad").unlink()
+
+
+def test_background_writer_journals_before_the_catalog_is_open(catalog, folder):
+    from concurrent.futures import Future
+
+    # the catalog opens 0.3 s after the run started: the run is stored normally
+    pending: Future = Future()
+    threading.Timer(0.3, lambda: pending.set_result(catalog)).start()
+    engine = RunEngine({})
+    engine.subscribe(CatalogWriter(pending, journal_dir=folder / "journal"))
+    (uid,) = engine(count([det], num=3), sample_id="LLTO-late")
+    assert catalog[uid].metadata["stop"]["exit_status"] == "success"
+
+    # the catalog never opens: nothing is lost, recover() writes the run later
+    failed: Future = Future()
+    failed.set_exception(OSError("catalog disk unavailable"))
+    writer = CatalogWriter(failed, journal_dir=folder / "journal")
+    engine = RunEngine({})
+    engine.subscribe(writer)
+    (uid,) = engine(count([det], num=3), sample_id="LLTO-offline")
+    assert writer.failed_runs == [uid] and (folder / "journal" / f"{uid}.jsonl").exists()
+    assert recover(folder) == [uid]
+    assert catalog[uid].metadata["stop"]["exit_status"] == "success"  # the real stop was kept
+    assert len(catalog[uid]["primary"].read()["det"]) == 3
+
+    assert warm_up(folder).result(timeout=60) is catalog  # one app per process and folder
+    t0 = time.perf_counter()
+    writer = catalog_writer(folder, background=True)
+    assert time.perf_counter() - t0 < 1.0
+    engine = RunEngine({})
+    engine.subscribe(writer)
+    (uid,) = engine(count([det], num=2), sample_id="LLTO-bg")
+    assert len(catalog[uid]["primary"].read()["det"]) == 2
 
 
 # -- pieces -------------------------------------------------------------------------------------
