@@ -14,9 +14,11 @@ The folder is served in-process: tiled's ``build_app_from_config`` + ``Context.f
 specs ``CatalogOfBlueskyRuns`` and the json-seq exporter of bluesky-tiled-plugins registered for
 ``BlueskyRun`` so that ``run.documents()`` works. Building the app costs seconds (imports, and on
 the first open of a new folder a ``tiled catalog init`` subprocess), so it is done lazily, once per
-process and folder. SQLite in WAL mode lets one writer and any number of reader processes share
-the folder. An ``http(s)://`` address opens a tiled server instead (scale-out: the same writer and
-readers; :func:`server_config_yaml` renders a ``tiled serve config`` file for PostgreSQL).
+process and folder (:func:`warm_up` / ``catalog_writer(..., background=True)`` start it in a
+background thread so that a session starts at once). SQLite in WAL mode lets one writer and
+any number of reader processes share the folder. An ``http(s)://`` address opens a tiled server
+instead (scale-out: the same writer and readers; :func:`server_config_yaml` renders a
+``tiled serve config`` file for PostgreSQL).
 
 Durability (kill -9 mid-run loses no emitted document)
 -----------------------------------------------------
