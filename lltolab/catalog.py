@@ -459,6 +459,10 @@ class _Journal:
             self.path.unlink(missing_ok=True)
 
 
+class _CorruptJournal(ValueError):
+    """A journal file that cannot be parsed."""
+
+
 def read_journal(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
     """Documents of a journal file, in order; a torn last line (crash mid-write) is dropped.
 
@@ -484,7 +488,7 @@ def _parse_journal(data: bytes, p: Path) -> list[tuple[str, dict[str, Any]]]:
             if last:
                 logger.warning("journal %s: dropping a torn last line (%d bytes)", p, len(line))
                 break
-            raise ValueError(f"journal {p}: line {i + 1} is not a document: {exc}") from exc
+            raise _CorruptJournal(f"journal {p}: line {i + 1} is not a document: {exc}") from exc
         docs.append((name, doc))
     return docs
 
@@ -748,10 +752,11 @@ def _num_events(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, int]
 
 
 def _lookup(client: Any, uid: str) -> Any | None:
-    try:
-        return client[uid]
-    except KeyError:
-        return None
+    """The run whose start uid is exactly ``uid`` (no partial-uid or scan_id magic)."""
+    from tiled.queries import Eq
+
+    runs = client.search(Eq("start.uid", uid)).values().head(1)
+    return runs[0] if runs else None
 
 
 def _recover_journal(client: Any, path: Path) -> str | None:
@@ -767,7 +772,7 @@ def _recover_journal(client: Any, path: Path) -> str | None:
             return None
         name, start = docs[0]
         if name != "start":
-            raise ValueError(f"journal {path} does not begin with a start document")
+            raise _CorruptJournal(f"journal {path} does not begin with a start document")
         uid = start["uid"]
         existing = _lookup(client, uid)
         if existing is not None and existing.metadata.get("stop"):
@@ -838,7 +843,7 @@ def recover(
     for path in sorted(jdir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
         try:
             uid = _recover_journal(client, path)
-        except ValueError:  # not a journal of ours: set aside, never block writing
+        except _CorruptJournal:  # not a journal of ours: set aside, never block writing
             logger.exception("journal %s is unreadable; renamed to *.bad", path)
             path.rename(path.with_suffix(".bad"))
             continue
