@@ -77,6 +77,7 @@ __all__ = [
     "RunSummary",
     "catalog_config",
     "catalog_writer",
+    "close_catalogs",
     "default_catalog_path",
     "format_runs",
     "list_runs",
@@ -350,6 +351,26 @@ def _build_local(folder: Path, readable: list[str]) -> Any:
         if not initialised:
             (folder / _INIT_MARKER).write_text("tiled catalog initialised\n")
     return from_context(Context.from_app(app))
+
+
+def close_catalogs() -> int:
+    """Shut down every embedded catalog app of this process (their clients stop working).
+
+    For test teardown and long-lived processes switching folders; the next
+    :func:`open_catalog` builds the app again. Returns how many apps were closed.
+    """
+    with _clients_lock:
+        futures = list(_clients.values())
+        _clients.clear()
+    closed = 0
+    for future in futures:
+        try:
+            client = future.result(timeout=_OPEN_TIMEOUT_S)
+        except Exception:  # never opened: nothing to close
+            continue
+        client.context.close()
+        closed += 1
+    return closed
 
 
 def warm_up(

@@ -34,6 +34,7 @@ from lltolab.catalog import (
     RunSummary,
     catalog_config,
     catalog_writer,
+    close_catalogs,
     format_runs,
     list_runs,
     open_catalog,
@@ -65,7 +66,8 @@ def catalog(folder, exports):
     t0 = time.perf_counter()
     client = open_catalog(folder, readable_storage=[exports])
     print(f"\ncatalog open (new folder, incl. init): {time.perf_counter() - t0:.2f} s")
-    return client
+    yield client
+    assert close_catalogs() >= 1
 
 
 @pytest.fixture(scope="module")
