@@ -45,9 +45,11 @@ def test_analyze_image_from_counts_writes_named_png(tmp_path) -> None:
     assert out["median_dgb_cm2_s"] == pytest.approx(out["median_dgb_over_delta_cm_s"] * 5e-8)
     table = out["boundaries"]["boundaries"]
     assert len(table) == 1 and table[0]["selected"] is True
-    (fig,) = out["figures"]
+    fig, prof = out["figures"]
     assert fig.endswith("scan-12_c_map_boundaries.png")
-    assert open(fig, "rb").read(8) == PNG
+    assert prof.endswith("scan-12_boundary_profiles.png")
+    for f in (fig, prof):
+        assert open(f, "rb").read(8) == PNG
 
 
 def test_analyze_image_input_errors() -> None:

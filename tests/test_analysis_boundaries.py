@@ -10,6 +10,7 @@ import pytest
 
 from lltolab.analysis import (
     analyze_boundaries,
+    boundary_profile,
     dgb_over_delta_from_step,
     find_boundaries,
     grain_boundary_diffusivity,
@@ -209,3 +210,17 @@ def test_nan_pixels_are_ignored_and_weights_used() -> None:
         analyze_boundaries(c, pixel_cm=PX, grain_ids=ids, sigma_map=np.ones((3, 3)))
     with pytest.raises(ValueError, match="margin_px"):
         analyze_boundaries(c, pixel_cm=PX, grain_ids=ids, margin_px=1.5)
+
+
+def test_boundary_profile_follows_the_fitted_quadratics() -> None:
+    c, ids, g = _two_grains(20.0)
+    res = analyze_boundaries(c, pixel_cm=PX, d_bulk=2.6e-8, grain_ids=ids)
+    st = res.steps[0]
+    assert st.c_up - st.c_down == pytest.approx(st.step)
+    assert st.normal_x == pytest.approx(math.cos(math.radians(20)), abs=0.02)
+    prof = boundary_profile(res, c, 0)
+    assert prof["n"].sum() > 500 and np.all(np.diff(prof["s_cm"]) > 0)
+    model = np.interp(prof["s_cm"], prof["model_s_cm"], np.nan_to_num(prof["model_c"]))
+    far = np.abs(prof["s_cm"]) > 2 * PX  # bins next to the line mix the staircase
+    assert np.max(np.abs(prof["c"][far] - model[far])) < 2e-3
+    assert prof["c"][prof["s_cm"] < 0].min() > prof["c"][prof["s_cm"] > 0].max()

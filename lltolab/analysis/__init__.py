@@ -12,6 +12,7 @@ from ._boundaries import (
     BoundaryAnalysis,
     BoundaryStep,
     analyze_boundaries,
+    boundary_profile,
     find_boundaries,
     grains_from_boundary_map,
 )
@@ -23,7 +24,13 @@ from ._consistency import (
 )
 from ._erfc import ErfcFit, erfc_profile, fit_erfc_profile
 from ._evolution import SealedLine, TimeEvolutionFit, fit_time_evolution
-from ._figures import figure_path, plot_arrhenius, plot_c_map, plot_profiles
+from ._figures import (
+    figure_path,
+    plot_arrhenius,
+    plot_boundary_profiles,
+    plot_c_map,
+    plot_profiles,
+)
 from ._fraction import IsotopeFraction, dead_time_correct, isotope_fraction
 from ._transport import (
     E_CHARGE_C,
@@ -56,6 +63,7 @@ __all__ = [
     "BoundaryAnalysis",
     "analyze_boundaries",
     "find_boundaries",
+    "boundary_profile",
     "grains_from_boundary_map",
     "dgb_over_delta_from_step",
     "grain_boundary_diffusivity",
@@ -71,6 +79,7 @@ __all__ = [
     "consistency_report",
     "figure_path",
     "plot_c_map",
+    "plot_boundary_profiles",
     "plot_profiles",
     "plot_arrhenius",
     "analyze_image",

@@ -19,7 +19,13 @@ from ._boundaries import DEFAULT_D_BULK_CM2_S, DEFAULT_DELTA_CM, analyze_boundar
 from ._checks import as_positive
 from ._erfc import fit_erfc_profile
 from ._evolution import fit_time_evolution
-from ._figures import figure_path, plot_arrhenius, plot_c_map, plot_profiles
+from ._figures import (
+    figure_path,
+    plot_arrhenius,
+    plot_boundary_profiles,
+    plot_c_map,
+    plot_profiles,
+)
 from ._fraction import isotope_fraction
 from ._transport import haven_ratio, nernst_einstein_d, series_deff
 
@@ -111,6 +117,9 @@ def analyze_image(
     if figures_dir is not None:
         p = plot_c_map(c, figure_path(figures_dir, run, "c_map_boundaries"),
                        pixel_cm=pixel_cm, analysis=res, title=f"{run}: ⁶Li fraction")
+        out["figures"].append(str(p))
+        p = plot_boundary_profiles(res, c, figure_path(figures_dir, run, "boundary_profiles"),
+                                   title=f"{run}: profiles across boundaries")
         out["figures"].append(str(p))
     return _clean(out)
 

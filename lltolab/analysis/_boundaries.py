@@ -34,6 +34,7 @@ __all__ = [
     "analyze_boundaries",
     "grains_from_boundary_map",
     "find_boundaries",
+    "boundary_profile",
 ]
 
 DEFAULT_D_BULK_CM2_S = 2.6e-8
@@ -75,6 +76,12 @@ class BoundaryStep:
         Standard error (first-order propagation, with the step–gradient covariance).
     chi2_red : float
         Reduced χ² of the fit (NaN without a sigma map).
+    c_up, c_down : float
+        Fitted C on each side, extrapolated to the boundary (step = c_up − c_down).
+    curvature_up_per_cm2, curvature_down_per_cm2 : float
+        Fitted ∂²C/∂n² / 2 on each side (cm⁻²; equal unless ``curvature='separate'``).
+    normal_x, normal_y : float
+        Unit normal of the boundary, pointing from the up to the down grain (n_x >= 0).
     selected : bool
         Whether the boundary enters the distribution.
     reason : str
@@ -96,6 +103,12 @@ class BoundaryStep:
     dgb_over_delta: float
     dgb_over_delta_err: float
     chi2_red: float
+    c_up: float
+    c_down: float
+    curvature_up_per_cm2: float
+    curvature_down_per_cm2: float
+    normal_x: float
+    normal_y: float
     selected: bool
     reason: str
 
@@ -519,7 +532,8 @@ def _iter_pairs(c, w, valid, ids, px, py, d_bulk, window_px, exclude_px, end_tri
         yc_cm = (centre[1] / aspect) * py
         xc_cm = centre[0] * px
         base = dict(grain_up=int(up), grain_down=int(dn), x_cm=float(xc_cm), y_cm=float(yc_cm),
-                    angle_deg=float(angle), length_cm=float(length * px), n_up=n_up, n_down=n_dn)
+                    angle_deg=float(angle), length_cm=float(length * px), n_up=n_up, n_down=n_dn,
+                    normal_x=float(nrm[0]), normal_y=float(nrm[1]))
         if n_up < min_pixels_side or n_dn < min_pixels_side:
             yield _skipped(base, f"too few pixels ({n_up}, {n_dn} < {min_pixels_side})")
             continue
@@ -529,7 +543,7 @@ def _iter_pairs(c, w, valid, ids, px, py, d_bulk, window_px, exclude_px, end_tri
         if fit is None:
             yield _skipped(base, "degenerate fit (pixels do not span the window)")
             continue
-        step, step_err, slope, slope_err, cov_sg, chi2 = fit
+        step, step_err, slope, slope_err, cov_sg, chi2, a_up, a_dn, q_up, q_dn = fit
         grad = -slope / px  # per x-pixel unit → per cm
         grad_err = slope_err / px
         cov_sg_cm = -cov_sg / px
@@ -552,21 +566,26 @@ def _iter_pairs(c, w, valid, ids, px, py, d_bulk, window_px, exclude_px, end_tri
             reason = f"normal {angle:.0f}° from x > max_angle_deg={max_angle_deg:g}°"
         yield BoundaryStep(**base, step=step, step_err=step_err, gradient_per_cm=grad,
                            gradient_err=grad_err, dgb_over_delta=k, dgb_over_delta_err=k_err,
-                           chi2_red=chi2, selected=reason == "", reason=reason)
+                           chi2_red=chi2, c_up=a_up, c_down=a_dn,
+                           curvature_up_per_cm2=q_up / px**2,
+                           curvature_down_per_cm2=q_dn / px**2, selected=reason == "",
+                           reason=reason)
 
 
 def _skipped(base: dict, reason: str) -> BoundaryStep:
     nan = math.nan
     return BoundaryStep(**base, step=nan, step_err=nan, gradient_per_cm=nan, gradient_err=nan,
-                        dgb_over_delta=nan, dgb_over_delta_err=nan, chi2_red=nan, selected=False,
+                        dgb_over_delta=nan, dgb_over_delta_err=nan, chi2_red=nan, c_up=nan,
+                        c_down=nan, curvature_up_per_cm2=nan, curvature_down_per_cm2=nan,
+                        selected=False,
                         reason=reason)
 
 
 def _joint_fit(c, w, sx, ux, in_up, in_dn, curvature):
     """LSQ of C = a_side + g s + q s² + r_side u (q shared, per side or absent).
 
-    Returns (step, step_err, g, g_err, cov(step, g), reduced χ² (NaN without weights)) or
-    None when degenerate.
+    Returns (step, step_err, g, g_err, cov(step, g), reduced χ² (NaN without weights),
+    a_up, a_down, q_up, q_down) or None when degenerate.
     """
     s_u, u_u, c_u = sx[in_up], ux[in_up], c[in_up]
     s_d, u_d, c_d = sx[in_dn], ux[in_dn], c[in_dn]
@@ -599,5 +618,63 @@ def _joint_fit(c, w, sx, ux, in_up, in_dn, curvature):
     step = float(coef[0] - coef[1])
     var_step = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     cov_sg = cov[0, 2] - cov[1, 2]
+    if curvature == "shared":
+        q_up = q_dn = float(coef[5])
+    elif curvature == "separate":
+        q_up, q_dn = float(coef[5]), float(coef[6])
+    else:
+        q_up = q_dn = 0.0
     return (step, math.sqrt(max(var_step, 0.0)), float(coef[2]), math.sqrt(cov[2, 2]), cov_sg,
-            chi2_red)
+            chi2_red, float(coef[0]), float(coef[1]), q_up, q_dn)
+
+
+def boundary_profile(
+    analysis: BoundaryAnalysis,
+    c_map: np.ndarray,
+    index: int,
+    *,
+    window_px: float = 14.0,
+    bin_px: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """Profile across boundary ``analysis.steps[index]``, averaged along the boundary.
+
+    Pixels of the two grains within ``window_px`` of the boundary line and within its length
+    are binned by their signed distance s (cm, along the normal, up grain at s < 0).
+
+    Returns
+    -------
+    dict
+        ``s_cm``, ``c`` (bin means), ``n`` (pixels per bin) and ``model_s_cm``,
+        ``model_c`` (the fitted quadratics on each side, NaN between them).
+    """
+    st = analysis.steps[index]
+    c = np.asarray(c_map, dtype=float)
+    ids = analysis.grain_ids
+    if c.shape != ids.shape:
+        raise ValueError(f"c_map has shape {c.shape}, expected {ids.shape}")
+    px, py = analysis.pixel_cm
+    ny, nx = ids.shape
+    xs = (np.arange(nx) + 0.5) * px - st.x_cm
+    ys = (np.arange(ny) + 0.5) * py - st.y_cm
+    n = np.array([st.normal_x, st.normal_y])
+    s = xs[None, :] * n[0] + ys[:, None] * n[1]
+    u = -xs[None, :] * n[1] + ys[:, None] * n[0]
+    w = window_px * px
+    band = (np.abs(u) <= st.length_cm / 2) & (np.abs(s) <= w) & np.isfinite(c)
+    sel = band & (((ids == st.grain_up) & (s < 0)) | ((ids == st.grain_down) & (s > 0)))
+    edges = np.arange(-w, w + bin_px * px, bin_px * px)
+    idx = np.digitize(s[sel], edges) - 1
+    nb = len(edges) - 1
+    ok = (idx >= 0) & (idx < nb)
+    cnt = np.bincount(idx[ok], minlength=nb)
+    tot = np.bincount(idx[ok], c[sel][ok], minlength=nb)
+    keep = cnt > 0
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ms = np.linspace(-w, w, 201)
+    slope = -st.gradient_per_cm
+    model = np.where(
+        ms < 0, st.c_up + slope * ms + st.curvature_up_per_cm2 * ms**2,
+        st.c_down + slope * ms + st.curvature_down_per_cm2 * ms**2)
+    model[np.abs(ms) < 1e-12] = np.nan
+    return {"s_cm": centres[keep], "c": tot[keep] / cnt[keep], "n": cnt[keep],
+            "model_s_cm": ms, "model_c": model}

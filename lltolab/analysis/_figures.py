@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the
     from ._arrhenius import ArrheniusFit
     from ._boundaries import BoundaryAnalysis
 
-__all__ = ["figure_path", "plot_c_map", "plot_profiles", "plot_arrhenius"]
+__all__ = ["figure_path", "plot_c_map", "plot_boundary_profiles", "plot_profiles",
+           "plot_arrhenius"]
 
 _TABLE_ROWS = 18
 
@@ -180,4 +181,43 @@ def plot_arrhenius(
     ax.set_title(title or "Arrhenius")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
+
+
+def plot_boundary_profiles(
+    analysis: BoundaryAnalysis,
+    c_map: np.ndarray,
+    path: str | Path,
+    *,
+    n: int = 6,
+    title: str = "",
+) -> Path:
+    """Profiles across the ``n`` selected boundaries with the largest steps (bin means along
+    the boundary) with the fitted quadratics, as the paper's Fig. 3e."""
+    from ._boundaries import boundary_profile
+
+    order = sorted((i for i, s in enumerate(analysis.steps) if s.selected),
+                   key=lambda i: -analysis.steps[i].step)[:max(1, int(n))]
+    cols = 3
+    rows = max(1, math.ceil(len(order) / cols))
+    fig = _figure(figsize=(11, 3.2 * rows + 0.6))
+    fig.suptitle(title or "profiles across boundaries")
+    for k, i in enumerate(order):
+        st = analysis.steps[i]
+        prof = boundary_profile(analysis, c_map, i)
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.plot(prof["s_cm"] * 1e4, prof["c"], "o", ms=3)
+        ax.plot(prof["model_s_cm"] * 1e4, prof["model_c"], "-", color="k", lw=1)
+        ax.axvline(0.0, color="grey", lw=0.6, ls=":")
+        ax.set_title(f"({st.x_cm * 1e4:.0f}, {st.y_cm * 1e4:.0f}) µm  ΔC={st.step:.3f}\n"
+                     f"−dC/dn={st.gradient_per_cm:.2g} cm⁻¹  D*_gb/δ={st.dgb_over_delta:.2g} cm/s",
+                     fontsize=8)
+        ax.set_xlabel("distance across boundary (µm)", fontsize=8)
+        ax.set_ylabel("C", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if not order:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no boundary selected", ha="center", va="center")
+        ax.axis("off")
+    fig.tight_layout()
     return _save(fig, Path(path))
