@@ -12,12 +12,70 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print(
-        "lltolab demo: the simulated exchange -> quench -> image -> anneal -> re-image workflow\n"
-        "needs the instrument, SIMS-export and plans issues, which are not built yet.\n"
-        "What exists today: the diffusion twin (lltolab.diffusion) and its benchmark\n"
-        "(python benchmarks/twin.py)."
-    )
+    """The card's workflow on the virtual lab, stored, analysed, compared with the truth."""
+    import time  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    from pathlib import Path  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from lltolab.catalog import default_catalog_path  # noqa: PLC0415
+    from lltolab.run_analysis import analyze_runs  # noqa: PLC0415
+    from lltolab.session import start  # noqa: PLC0415
+
+    folder = Path(args.catalog or default_catalog_path().parent / "demo").expanduser()
+    sample_id = f"LLTO-demo-seed{args.seed}"
+    exchange_s, anneal_K, anneal_s = 59 * 3600.0, 473.15, 3.8 * 3600.0
+    positions = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0,
+                 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
+    with start(sim=True, catalog=folder, sample_id=sample_id, seed=args.seed,
+               callbacks=not args.json) as session:
+        plans = session.plans
+        uids = session.RE(plans.exchange_quench_image_anneal_reimage(
+            **session.workflow_devices(), exchange_s=exchange_s, anneal_K=anneal_K,
+            anneal_s=anneal_s, cycles=1, profile_positions_mm=positions,
+            record=session.record, md={"sample_id": sample_id, "demo": True}))
+        lab = session.lab
+        micrograph = lab.sims.write_micrograph()
+        cat = session.catalog
+        kinds = {u: cat[u].metadata["start"]["plan_name"] for u in uids}
+        wanted = [u for u in uids if kinds[u] in ("sims_image", "sims_line_profile")]
+        results = analyze_runs(cat, wanted, figures_dir=folder / "figures",
+                               micrograph=micrograph)
+        sample = lab.sample
+        t22, t200 = 295.15, anneal_K
+        spread = float(np.median(sample.micro.spread))
+        truth = {
+            "d_eff_cm2_s_22C": sample.truth(t22)["d_eff_m2_s"] * 1e4,
+            "dgb_over_delta_cm_s_22C": sample.truth(t22)["k_gb_m_s"] * 100 * spread,
+            "d_eff_cm2_s_200C": sample.truth(t200)["d_eff_m2_s"] * 1e4,
+        }
+        images = [r for r in results if r["kind"] == "image"]
+        profs = [r for r in results if r["kind"] == "profiles"]
+        erfc = [r for r in profs if r.get("method") == "erfc"]
+        evo = [r for r in profs if r.get("method") == "time_evolution"]
+        extracted = {
+            "d_eff_cm2_s_22C": erfc[0]["d_eff_cm2_s"] if erfc else None,
+            "dgb_over_delta_cm_s_22C": images[0]["median_dgb_over_delta_cm_s"] if images
+            else None,
+            "d_eff_cm2_s_200C": evo[0]["d_eff_cm2_s"] if evo else None,
+        }
+        out = {"catalog": str(folder), "exports": str(lab.export_folder),
+               "runs": list(uids), "truth": truth, "extracted": extracted,
+               "figures": [f for r in results for f in r.get("figures", [])],
+               "wall_s": time.perf_counter() - t0}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"\nlltolab demo: {len(uids)} runs stored in {folder}")
+        print(f"{'quantity':28s} {'truth':>12s} {'extracted':>12s} {'ratio':>7s}")
+        for key, true in truth.items():
+            got = extracted[key]
+            ratio = f"{got / true:7.3f}" if got else "   n/a"
+            print(f"{key:28s} {true:12.3e} {got if got is None else format(got, '12.3e'):>12} "
+                  f"{ratio}")
+        print(f"figures in {folder / 'figures'}; wall time {out['wall_s']:.1f} s")
     return 0
 
 

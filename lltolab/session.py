@@ -189,6 +189,7 @@ def start(
     time_scale: float = 600.0,
     callbacks: bool = True,
     lab: Any = None,
+    export_folder: str | os.PathLike[str] | None = None,
 ) -> Session:
     """Build a session.
 
@@ -211,6 +212,9 @@ def start(
         Subscribe the BestEffortCallback and progress bars (off for quiet scripts).
     lab : VirtualLab, optional
         Use this simulated lab instead of building one (sim).
+    export_folder : path, optional
+        Where the simulated SurfaceLab exports (sim); default ``<catalog>/sim-exports`` so
+        the stored runs' image files outlive the session.
     """
     from bluesky import RunEngine  # noqa: PLC0415 - heavy imports kept out of module import
 
@@ -227,7 +231,9 @@ def start(
 
     closers: list[Any] = []
     if sim:
-        devices, lab = _sim_devices(seed, time_scale, lab)
+        if export_folder is None and not is_uri:
+            export_folder = Path(target).expanduser() / "sim-exports"
+        devices, lab = _sim_devices(seed, time_scale, lab, export_folder)
         closers.append(lab.close)
     else:
         devices = _real_devices(cfg)
@@ -274,7 +280,8 @@ def start(
     return session
 
 
-def _sim_devices(seed: int, time_scale: float, lab: Any) -> tuple[dict[str, Any], Any]:
+def _sim_devices(seed: int, time_scale: float, lab: Any,
+                 export_folder: str | os.PathLike[str] | None) -> tuple[dict[str, Any], Any]:
     from lltolab.devices import (  # noqa: PLC0415
         CryoStage,
         ExchangeCell,
@@ -286,7 +293,7 @@ def _sim_devices(seed: int, time_scale: float, lab: Any) -> tuple[dict[str, Any]
     from lltolab.sim_devices import VirtualLab  # noqa: PLC0415
 
     if lab is None:
-        lab = VirtualLab(seed=seed, time_scale=time_scale)
+        lab = VirtualLab(seed=seed, time_scale=time_scale, export_folder=export_folder)
     lab.start()
     scale = lab.clock.time_scale
     lab_s = 1.0 / scale  # wall seconds per lab second

@@ -1,0 +1,131 @@
+"""Analysis of stored runs: load images / line profiles from the catalog, call lltolab.analysis.
+
+``analyze_runs(catalog, refs)`` is what ``lltolab analyze RUN...`` and ``lltolab demo`` call:
+image runs get the boundary-step analysis (C map with boundaries, D_gb/δ per boundary), a
+line-profile run the erfc fit of eq. 4 (exchange time from its thermal history), and two or
+more line-profile runs the sealed time-evolution fit between consecutive ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lltolab.analysis import analyze_image, analyze_profiles
+from lltolab.diffusion import BulkDiffusivity
+
+__all__ = ["analyze_runs", "load_image", "load_profile", "represented_temperature_K"]
+
+WARM_SOURCES = ("isotope_exchange", "anneal", "store")
+SAMPLE_EXTENT_CM = (-0.1, 0.9)
+"""x extent of the sample strip (cm): 1 mm immersed, 9 mm above the liquid level."""
+
+
+def _config(run: Any, device: str, key: str, default: Any = None) -> Any:
+    conf = run["primary"].metadata.get("configuration", {}).get(device, {})
+    return conf.get("data", {}).get(key, default)
+
+
+def represented_temperature_K(history: Sequence[dict[str, Any]]) -> float:
+    """Temperature (K) of the last diffusion stage (exchange, anneal, storage) in a history."""
+    for seg in reversed(history):
+        if seg.get("source") in WARM_SOURCES:
+            return float(seg["temperature_K"])
+    return 295.15
+
+
+def _warm_time_s(history: Sequence[dict[str, Any]], source: str) -> float:
+    return float(sum(s["end_s"] - s["start_s"] for s in history if s.get("source") == source))
+
+
+def load_image(run: Any) -> dict[str, Any]:
+    """Counts, pulses and pixel pitch of a ``sims_image`` run."""
+    ds = run["primary"].read()
+    i6 = np.asarray(ds["sims_li6_counts"])[-1].reshape(ds["sims_li6_counts"].shape[-2:])
+    i7 = np.asarray(ds["sims_li7_counts"])[-1].reshape(ds["sims_li7_counts"].shape[-2:])
+    fov = (float(_config(run, "sims", "sims_field_of_view_x_um", 500.0)),
+           float(_config(run, "sims", "sims_field_of_view_y_um", 200.0)))
+    ny, nx = i6.shape
+    return {"i6": i6, "i7": i7, "n_pulses": int(_config(run, "sims", "sims_pulses_per_pixel")),
+            "pixel_um": (fov[0] / nx, fov[1] / ny)}
+
+
+def load_profile(run: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(x_cm, C) of a ``sims_line_profile`` run."""
+    ds = run["primary"].read()
+    x_mm = np.asarray(ds["sims_profile_x_mm"])[-1].ravel()
+    c = np.asarray(ds["sims_profile_c"])[-1].ravel()
+    return x_mm * 0.1, c
+
+
+def analyze_runs(
+    catalog: Any, refs: Sequence[str | int], *, figures_dir: str | Path | None = None,
+    micrograph: str | Path | None = None, bulk: BulkDiffusivity | None = None,
+) -> list[dict[str, Any]]:
+    """Analyse image and line-profile runs (by uid or scan_id); one result dict per analysis.
+
+    Parameters
+    ----------
+    catalog : tiled container of runs
+    refs : uids (or unique prefixes) or scan_ids
+    figures_dir : path, optional
+        Where PNG figures go (named after run and quantity).
+    micrograph : path, optional
+        ``.npy`` grain-boundary map of the imaged area (the etched micrograph).
+    bulk : BulkDiffusivity, optional
+        D*_bulk(T) used for D_gb/δ at the temperature each map represents.
+    """
+    bulk = bulk or BulkDiffusivity.paper_default()
+    boundary_map = np.load(micrograph) if micrograph is not None else None
+    results: list[dict[str, Any]] = []
+    profiles: list[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]] = []
+    for ref in refs:
+        run = catalog[int(ref) if str(ref).isdigit() else ref]
+        start = run.metadata["start"]
+        name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
+        history = start.get("thermal_history", [])
+        plan = start.get("plan_name")
+        if plan == "sims_image":
+            img = load_image(run)
+            temp = represented_temperature_K(history)
+            res = analyze_image(i6=img["i6"], i7=img["i7"], n_pulses=img["n_pulses"],
+                                pixel_um=img["pixel_um"], run=name,
+                                d_bulk=float(bulk(temp)) * 1e4, temperature_K=temp,
+                                boundary_map=boundary_map if boundary_map is not None and
+                                boundary_map.shape == img["i6"].shape else None,
+                                figures_dir=figures_dir)
+            res["uid"] = start["uid"]
+            results.append(res)
+        elif plan == "sims_line_profile":
+            x_cm, c = load_profile(run)
+            profiles.append((run, start, x_cm, c))
+        else:
+            raise ValueError(f"run {ref!r} is a {plan!r} run; analyze takes sims_image and "
+                             "sims_line_profile runs")
+    for i, (_, start, x_cm, c) in enumerate(profiles):
+        history = start.get("thermal_history", [])
+        exchange_s = _warm_time_s(history, "isotope_exchange")
+        name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
+        if i == 0 and exchange_s > 0 and _warm_time_s(history, "anneal") == 0:
+            res = analyze_profiles(x_cm, [c], run=name, exchange_s=exchange_s,
+                                   figures_dir=figures_dir)
+            res.update(uid=start["uid"], temperature_K=represented_temperature_K(history))
+            results.append(res)
+        if i > 0:
+            prev_start, x0, c_prev = profiles[i - 1][1], profiles[i - 1][2], profiles[i - 1][3]
+            before = prev_start.get("thermal_history", [])
+            anneal_s = _warm_time_s(history, "anneal") - _warm_time_s(before, "anneal")
+            store_s = _warm_time_s(history, "store") - _warm_time_s(before, "store")
+            dt = anneal_s if anneal_s > 0 else store_s
+            if dt <= 0:
+                continue
+            res = analyze_profiles([x0, x_cm], [c_prev, c], [0.0, dt], run=name,
+                                   domain_cm=SAMPLE_EXTENT_CM, outside=(0.95, None),
+                                   figures_dir=figures_dir)
+            res.update(uid=start["uid"], temperature_K=represented_temperature_K(history),
+                       from_uid=prev_start["uid"])
+            results.append(res)
+    return results
