@@ -101,6 +101,72 @@ def _sim_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open(args: argparse.Namespace) -> object:
+    from lltolab.catalog import default_catalog_path, open_catalog  # noqa: PLC0415
+
+    target = args.catalog or default_catalog_path()
+    return open_catalog(str(target), api_key=getattr(args, "api_key", None), create=False)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from lltolab.catalog import format_runs, list_runs  # noqa: PLC0415
+
+    print(format_runs(list_runs(_open(args), n=args.n)))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
+
+    from lltolab.catalog import replay  # noqa: PLC0415
+
+    cat = _open(args)
+    run = cat[int(args.run) if args.run.lstrip("-").isdigit() else args.run]
+    bec = BestEffortCallback()
+    bec.disable_plots()
+    n = replay(run, [bec])
+    print(f"replayed {n} documents of run {run.metadata['start']['uid']}")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from lltolab.run_analysis import analyze_runs  # noqa: PLC0415
+
+    results = analyze_runs(_open(args), args.runs, figures_dir=args.figures,
+                           micrograph=args.micrograph)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for r in results:
+        if r["kind"] == "image":
+            print(f"{r['run']}: image, mean C {r['c_mean']:.4f}, median D_gb/delta "
+                  f"{r['median_dgb_over_delta_cm_s']} cm/s at {r['temperature_K']} K")
+        else:
+            print(f"{r['run']}: profiles ({r['method']}), D_eff = {r['d_eff_cm2_s']:.3e} "
+                  f"± {r['d_eff_stderr_cm2_s']:.1e} cm2/s")
+        for f in r.get("figures", []):
+            print(f"    figure {f}")
+    return 0
+
+
+def _shell(args: argparse.Namespace) -> int:
+    import IPython  # noqa: PLC0415
+
+    from lltolab.session import start  # noqa: PLC0415
+
+    session = start(args.config, sim=args.sim, catalog=args.catalog,
+                    sample_id=args.sample_id)
+    namespace = {"session": session, "RE": session.RE, "db": session.catalog,
+                 "plans": session.plans, **session.devices}
+    if session.lab is not None:
+        namespace["lab"] = session.lab
+    try:
+        IPython.start_ipython(argv=[], user_ns=namespace)
+    finally:
+        session.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``lltolab`` command."""
     parser = argparse.ArgumentParser(prog="lltolab", description=__doc__)
@@ -110,6 +176,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed of the virtual sample")
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.set_defaults(func=_demo)
+
+    runs = sub.add_parser("runs", help="list the newest runs of a catalog")
+    runs.add_argument("--catalog", default=None, help="catalog folder or tiled server URI")
+    runs.add_argument("--api-key", default=None)
+    runs.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
+    runs.set_defaults(func=_runs)
+
+    rep = sub.add_parser("replay", help="replay a stored run's documents to the BEC table")
+    rep.add_argument("run", help="uid (prefix), scan_id, or -1 for the newest")
+    rep.add_argument("--catalog", default=None)
+    rep.add_argument("--api-key", default=None)
+    rep.set_defaults(func=_replay)
+
+    ana = sub.add_parser("analyze", help="analyse image and line-profile runs")
+    ana.add_argument("runs", nargs="+", help="uids (prefixes) or scan_ids")
+    ana.add_argument("--catalog", default=None)
+    ana.add_argument("--api-key", default=None)
+    ana.add_argument("--json", action="store_true", help="print the results as JSON")
+    ana.add_argument("--figures", default=None, help="folder for PNG figures")
+    ana.add_argument("--micrograph", default=None,
+                     help=".npy grain-boundary map of the imaged area")
+    ana.set_defaults(func=_analyze)
+
+    sh = sub.add_parser("shell", help="IPython with a session loaded")
+    sh.add_argument("--sim", action="store_true", help="the virtual lab (else: --config)")
+    sh.add_argument("--config", default=None, help="TOML configuration of the instruments")
+    sh.add_argument("--catalog", default=None)
+    sh.add_argument("--sample-id", default=None)
+    sh.set_defaults(func=_shell)
 
     sim = sub.add_parser("sim", help="simulated instruments").add_subparsers(
         dest="sim_command", required=True)
@@ -138,7 +233,15 @@ def _positive_float(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lltolab`` command."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    if getattr(args, "command", None) == "shell" and not args.sim and args.config is None:
+        print("lltolab shell: give --sim (virtual lab) or --config FILE (instruments)",
+              file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except ValueError as exc:  # bad input: a clear message, not a traceback
+        print(f"lltolab {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
