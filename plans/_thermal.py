@@ -8,6 +8,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 
+from lltolab.comm import InstrumentReportedError
 from lltolab.devices import FURNACE_STATUS_BITS
 
 from ._common import QUENCH_K, ROOM_K, PlanGen, lab_time, plan_md, record_segment
@@ -102,21 +103,31 @@ def anneal(
                              "check_interval_s": check_interval_s, "safe_K": safe_K}, md,
                   purpose="anneal")
 
+    def abort(reason: str, cause: BaseException | None = None) -> PlanGen:
+        yield from bps.abs_set(furnace.setpoint, float(safe_K), wait=True)
+        raise AnnealAborted(
+            f"anneal at {temperature_K} K aborted: {reason}; "
+            f"setpoint set to {safe_K} K"
+        ) from cause
+
     def check() -> PlanGen:
-        yield from bps.trigger_and_read([furnace, clock])
-        word = int((yield from bps.rd(furnace.status)))
+        try:
+            # a sensor break makes the PV read itself fail (InstrumentReportedError)
+            yield from bps.trigger_and_read([furnace, clock])
+            word = int((yield from bps.rd(furnace.status)))
+        except InstrumentReportedError as exc:
+            yield from abort(str(exc), exc)
         faults = [text for bit, text in FURNACE_STATUS_BITS.items() if word & (1 << bit)]
         if faults:
-            yield from bps.abs_set(furnace.setpoint, float(safe_K), wait=True)
-            raise AnnealAborted(
-                f"anneal at {temperature_K} K aborted: furnace reports {', '.join(faults)}; "
-                f"setpoint set to {safe_K} K"
-            )
+            yield from abort(f"furnace reports {', '.join(faults)}")
         return float((yield from bps.rd(furnace)))
 
     @bpp.run_decorator(md=_md)
     def inner() -> PlanGen:
-        yield from bps.mv(furnace, float(temperature_K))
+        try:
+            yield from bps.mv(furnace, float(temperature_K))
+        except InstrumentReportedError as exc:  # fault while heating up
+            yield from abort(str(exc), exc)
         yield from check()
         yield from bps.mv(handler, "furnace")
         t0 = yield from lab_time(clock)
