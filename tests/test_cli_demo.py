@@ -1,0 +1,50 @@
+"""`lltolab demo` end to end, and the catalog commands on its output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lltolab.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_demo_json_recovers_the_truth_and_runs_are_browsable(tmp_path) -> None:
+    folder = tmp_path / "demo"
+    proc = _cli("demo", "--catalog", str(folder), "--seed", "1", "--json", timeout=500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(out) >= {"catalog", "exports", "runs", "truth", "extracted", "wall_s"}
+    assert len(out["runs"]) == 14
+    truth, got = out["truth"], out["extracted"]
+    assert got["d_eff_cm2_s_22C"] == pytest.approx(truth["d_eff_cm2_s_22C"], rel=0.10)
+    assert got["d_eff_cm2_s_200C"] == pytest.approx(truth["d_eff_cm2_s_200C"], rel=0.10)
+    # ~2e3 pulses per pixel: the boundary median is biased low (docs/analysis.md)
+    assert got["dgb_over_delta_cm_s_22C"] == pytest.approx(truth["dgb_over_delta_cm_s_22C"],
+                                                           rel=0.35)
+
+    runs = _cli("runs", "--catalog", str(folder), "-n", "20")
+    assert runs.returncode == 0, runs.stderr
+    assert runs.stdout.count("LLTO-demo-seed1") == 14
+    replay = _cli("replay", "-1", "--catalog", str(folder))
+    assert replay.returncode == 0 and "replayed" in replay.stdout
+    images = [u for u in out["runs"]][3:5]  # sims_image, sims_line_profile of cycle 0
+    ana = _cli("analyze", *images, "--catalog", str(folder), "--json",
+               "--figures", str(tmp_path / "fig"))
+    assert ana.returncode == 0, ana.stderr[-2000:]
+    kinds = sorted(r["kind"] for r in json.loads(ana.stdout.strip().splitlines()[-1]))
+    assert kinds == ["image", "profiles"]
+    assert list((tmp_path / "fig").glob("*.png"))
+
+
+def test_analyze_refuses_a_missing_catalog(tmp_path) -> None:
+    proc = _cli("analyze", "1", "--catalog", str(tmp_path / "none"))
+    assert proc.returncode == 2
+    assert "no catalog" in proc.stderr
