@@ -133,7 +133,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from lltolab.run_analysis import analyze_runs  # noqa: PLC0415
 
     results = analyze_runs(_open(args), args.runs, figures_dir=args.figures,
-                           micrograph=args.micrograph)
+                           micrograph=args.micrograph, fit_x0=args.fit_x0)
     if args.json:
         print(json.dumps(results))
         return 0
@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--figures", default=None, help="folder for PNG figures")
     ana.add_argument("--micrograph", default=None,
                      help=".npy grain-boundary map of the imaged area")
+    ana.add_argument("--fit-x0", action="store_true",
+                     help="fit a surface offset (meniscus) in the erfc fit")
     ana.set_defaults(func=_analyze)
 
     sh = sub.add_parser("shell", help="IPython with a session loaded")
