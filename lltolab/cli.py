@@ -141,9 +141,14 @@ def _analyze(args: argparse.Namespace) -> int:
         if r["kind"] == "image":
             print(f"{r['run']}: image, mean C {r['c_mean']:.4f}, median D_gb/delta "
                   f"{r['median_dgb_over_delta_cm_s']} cm/s at {r['temperature_K']} K")
-        else:
+        elif r["kind"] == "profiles":
             print(f"{r['run']}: profiles ({r['method']}), D_eff = {r['d_eff_cm2_s']:.3e} "
                   f"± {r['d_eff_stderr_cm2_s']:.1e} cm2/s")
+        else:
+            fits = r.get("arrhenius", {})
+            text = ", ".join(f"{k}: Ea = {v.get('ea_eV', float('nan')):.3f} eV"
+                             for k, v in fits.items() if isinstance(v, dict))
+            print(f"campaign over {len(r.get('points', []))} temperatures: {text or 'no fit'}")
         for f in r.get("figures", []):
             print(f"    figure {f}")
     return 0

@@ -3,7 +3,9 @@
 ``analyze_runs(catalog, refs)`` is what ``lltolab analyze RUN...`` and ``lltolab demo`` call:
 image runs get the boundary-step analysis (C map with boundaries, D_gb/δ per boundary), a
 line-profile run the erfc fit of eq. 4 (exchange time from its thermal history), and two or
-more line-profile runs the sealed time-evolution fit between consecutive ones.
+more line-profile runs the sealed time-evolution fit between consecutive ones; when the runs
+represent two or more temperatures (a campaign) the Arrhenius analysis of D_eff, (l/δ)D_gb and
+D_bulk follows (with its plot).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lltolab.analysis import analyze_image, analyze_profiles
+from lltolab.analysis import analyze_campaign, analyze_image, analyze_profiles
 from lltolab.diffusion import BulkDiffusivity
 
 __all__ = ["analyze_runs", "load_image", "load_profile", "represented_temperature_K"]
@@ -132,4 +134,27 @@ def analyze_runs(
             res.update(uid=start["uid"], temperature_K=represented_temperature_K(history),
                        from_uid=prev_start["uid"])
             results.append(res)
+    campaign = _campaign_points(results, bulk)
+    if len(campaign) >= 2:
+        res = analyze_campaign(campaign, run="campaign", figures_dir=figures_dir)
+        res["kind"] = "campaign"
+        results.append(res)
     return results
+
+
+def _campaign_points(results: Sequence[dict[str, Any]],
+                     bulk: BulkDiffusivity) -> list[dict[str, Any]]:
+    """One point per represented temperature (K, rounded to 0.1 K) from image/profile results."""
+    points: dict[float, dict[str, Any]] = {}
+    for r in results:
+        temp = r.get("temperature_K")
+        if temp is None:
+            continue
+        key = round(float(temp), 1)
+        pt = points.setdefault(key, {"temperature_K": key,
+                                     "d_bulk_cm2_s": float(bulk(key)) * 1e4})
+        if r["kind"] == "image" and r.get("median_dgb_over_delta_cm_s"):
+            pt["dgb_over_delta_cm_s"] = r["median_dgb_over_delta_cm_s"]
+        elif r["kind"] == "profiles" and r.get("d_eff_cm2_s"):
+            pt["d_eff_cm2_s"] = r["d_eff_cm2_s"]
+    return [pt for _, pt in sorted(points.items())]
