@@ -259,7 +259,7 @@ def start(
     writer = catalog_writer(str(target), api_key=cat_cfg.get("api_key"),
                             readable_storage=readable or None, background=True,
                             batch_size=lambda start: 1 if start.get("plan_name") in
-                            IMAGING_PLANS else 100)
+                            IMAGING_PLANS else 1000)
     RE.subscribe(writer)
     client = _LazyCatalog(lambda: open_catalog(str(target), api_key=cat_cfg.get("api_key"),
                                                readable_storage=readable or None))
@@ -275,6 +275,7 @@ def start(
 
     session = Session(RE=RE, catalog=client, catalog_path=str(target), devices=devices,
                       lab=lab, record=record, _closers=closers)
+    closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
     max_k = float(cfg.get("suspenders", {}).get("stage_imaging_max_K", STAGE_IMAGING_MAX_K))
     _install_stage_suspender(session, max_k, poll_s=0.1 if sim else 2.0)
     return session
