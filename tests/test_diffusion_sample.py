@@ -158,3 +158,16 @@ def test_negative_duration_and_going_back_in_time_are_refused() -> None:
         sample.field(50.0)
     with pytest.raises(ValueError, match="time_s=10"):
         sample.set_environment(10.0, temperature_K=T22, immersed=True)
+
+
+def test_effective_diffusivity_interpolation_is_within_0p2_percent() -> None:
+    """The cached D_eff(k/D_bulk) interpolation against direct steady solves."""
+    from lltolab.diffusion import EffectiveDiffusivity, effective_diffusivity
+
+    micro = Microstructure.polycrystal(150e-6, 80e-6, 1e-6, seed=4, spread_sigma=math.log(2))
+    interp = EffectiveDiffusivity(micro)
+    for temp in (163.15, 295.15, 380.0, 473.15, 673.15):
+        d = float(BulkDiffusivity.paper_default()(temp))
+        k = float(BoundaryConductance.paper_default()(temp))
+        exact = effective_diffusivity(micro, Conductivities(d, k))
+        assert interp(d, k) == pytest.approx(exact, rel=2e-3)
