@@ -367,9 +367,10 @@ def _real_devices(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -> None:
     """Suspend imaging runs while the stage is warmer than ``max_k`` (LN₂ run-out).
 
-    A watchdog thread polls the stage during image / line-profile runs and drives a soft
-    ``stage_alarm`` signal; bluesky's SuspendBoolHigh suspends on it and resumes (from the
-    last checkpoint: the acquisition is repeated) once the stage is cold again.
+    A watchdog thread polls the stage during image / line-profile runs (not those started
+    with ``allow_unfrozen=True``, which would never resume) and drives a soft ``stage_alarm``
+    signal; bluesky's SuspendBoolHigh suspends on it and resumes (from the last checkpoint:
+    the acquisition is repeated) once the stage is cold again.
     """
     from bluesky.suspenders import SuspendBoolHigh  # noqa: PLC0415
     from ophyd import Signal  # noqa: PLC0415
@@ -382,7 +383,10 @@ def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -
 
     def on_doc(name: str, doc: Mapping[str, Any]) -> None:
         if name == "start" and doc.get("plan_name") in IMAGING_PLANS:
-            armed.set()
+            # an image the user chose to take unfrozen (allow_unfrozen) would otherwise wait
+            # forever for a stage that was never meant to be cold
+            if not doc.get("plan_args", {}).get("allow_unfrozen"):
+                armed.set()
         elif name == "stop":
             armed.clear()
             alarm.put(0)
