@@ -64,8 +64,9 @@ class TemperatureLoop(Device):
     :class:`~lltolab.comm.InstrumentTimeout` if that has not happened after
     ``move_timeout`` + expected ramp time + ``settle_time`` (the loop then holds the present
     temperature), or with the instrument error that interrupted the polling. ``stop()`` holds
-    the present temperature and fails the move with :class:`MoveStopped`; it does nothing when
-    no move is in progress (bluesky's RunEngine calls ``stop`` at the end of every plan).
+    the present temperature and fails the move with :class:`MoveStopped` (``stop(success=True)``,
+    as the RunEngine calls it on pause, finishes the move's status successfully instead); it does
+    nothing when no move is in progress (the RunEngine calls ``stop`` at the end of every plan).
 
     Parameters
     ----------
@@ -263,7 +264,10 @@ class TemperatureLoop(Device):
                 self._hold()
             except InstrumentError as exc:
                 logger.warning("%s: could not hold the temperature on stop: %s", self.name, exc)
-        move.finish(MoveStopped(f"{self.name}: move to {move.target_K} K stopped"))
+        # success=True is bluesky's pause / end-of-plan stop: an expected stop, not a failure
+        # (a failed status would resurface as FailedStatus when the paused plan resumes)
+        move.finish(None if success else MoveStopped(f"{self.name}: move to {move.target_K} K "
+                                                     "stopped"))
 
     # ------------------------------------------------------------------ internals
     def _default_timeout(self, target: float) -> float:
