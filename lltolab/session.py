@@ -179,6 +179,20 @@ def _persistent_md(folder: Path) -> Any:
     return PersistentDict(str(folder))
 
 
+def _release_md(md: Any) -> None:
+    """Write the persistent md now and never again from this object.
+
+    bluesky's PersistentDict also writes its whole cache when garbage-collected; from a closed
+    session that late write would go over the files of a newer session on the same folder
+    (stale scan_id, or errors from zict about files the newer one replaced).
+    """
+    finalizer = getattr(md, "_finalizer", None)
+    if finalizer is not None:
+        finalizer()  # flushes once; a weakref.finalize never runs twice
+    else:
+        md.flush()
+
+
 def start(
     config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     *,
@@ -248,7 +262,9 @@ def start(
         record.reset(sid)
     devices["record"] = record
 
-    RE = RunEngine(_persistent_md(state_dir / "md"))
+    md = _persistent_md(state_dir / "md")
+    closers.append(lambda: _release_md(md))
+    RE = RunEngine(md)
     RE.md_validator = require_sample_id
     if record.sample_id.get():
         RE.md["sample_id"] = record.sample_id.get()
