@@ -1,0 +1,153 @@
+"""session.start: configuration errors, the sample-id validator, persistent metadata.
+
+The simulated sessions here share nothing: each gets its own catalog folder, and every one is
+closed at the end of its test.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from lltolab.catalog import close_catalogs
+from lltolab.plans import store
+from lltolab.session import example_config, require_sample_id, start
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_catalog_apps():
+    yield
+    close_catalogs()
+
+
+# --------------------------------------------------------------------------- real-device config
+FULL = {
+    "cryostage": {"resource": "TCPIP::127.0.0.1::9::SOCKET"},
+    "furnace": {"port": "socket://127.0.0.1:9"},
+    "sims": {"export_folder": "/nonexistent"},
+}
+
+
+@pytest.mark.parametrize("missing", ["cryostage", "furnace", "sims"])
+def test_real_config_missing_section_is_a_clear_error(tmp_path, missing):
+    cfg = {k: v for k, v in FULL.items() if k != missing}
+    cfg["catalog"] = {"path": str(tmp_path / "cat")}
+    with pytest.raises(ValueError, match=rf"lacks the \[{missing}\] section"):
+        start(cfg, sim=False)
+    assert not (tmp_path / "cat").exists()  # refused before anything was built
+
+
+def test_real_config_from_toml_file(tmp_path):
+    path = tmp_path / "lab.toml"
+    path.write_text('[sample]\nid = "LLTO-1"\n[furnace]\nport = "COM3"\n')
+    with pytest.raises(ValueError, match=r"\[cryostage\]"):
+        start(path, sim=False, catalog=tmp_path / "cat")
+    with pytest.raises(ValueError, match="does not exist"):
+        start(tmp_path / "missing.toml", sim=False)
+
+
+def test_real_config_bad_operator_confirmation(tmp_path):
+    cfg = {**FULL, "operator": {"confirmation": "telepathy"}}
+    with pytest.raises(ValueError, match="'prompt' or 'file'.*telepathy"):
+        start(cfg, sim=False, catalog=tmp_path)
+    cfg = {**FULL, "operator": {"confirmation": "file"}}
+    with pytest.raises(ValueError, match="folder"):
+        start(cfg, sim=False, catalog=tmp_path)
+
+
+def test_example_config_parses_and_names_every_section():
+    import tomllib  # noqa: PLC0415
+
+    cfg = tomllib.loads(example_config())
+    assert {"sample", "catalog", "cryostage", "furnace", "sims", "operator",
+            "suspenders"} <= set(cfg)
+
+
+def test_bad_time_scale(tmp_path):
+    with pytest.raises(ValueError, match="time_scale"):
+        start(sim=True, catalog=tmp_path, time_scale=0.0)
+
+
+# --------------------------------------------------------------------------- md validator
+def test_require_sample_id():
+    require_sample_id({"sample_id": "LLTO-1"})
+    for md in ({}, {"sample_id": ""}, {"sample_id": "  "}, {"sample_id": 3}):
+        with pytest.raises(ValueError, match="sample_id"):
+            require_sample_id(md)
+
+
+def test_run_without_sample_id_is_refused_before_any_document(tmp_path):
+    s = start(sim=True, catalog=tmp_path / "fresh", sample_id=None, callbacks=False)
+    try:
+        assert "sample_id" not in s.RE.md
+        seen: list[str] = []
+        s.RE.subscribe(lambda name, doc: seen.append(name))
+        with pytest.raises(ValueError, match="sample_id"):
+            s.RE(store(s.devices["clock"], 60.0))
+        assert seen == []
+        assert s.RE.state == "idle"
+        # per-call md satisfies it
+        (uid,) = s.RE(store(s.devices["clock"], 60.0), sample_id="LLTO-late")
+        assert seen[0] == "start" and seen[-1] == "stop"
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------- persistence
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_scan_id_sample_and_history_survive_a_restart(tmp_path):
+    folder = tmp_path / "catalog"
+    first = start(sim=True, catalog=folder, sample_id="LLTO-persist", callbacks=False)
+    try:
+        first.RE(store(first.devices["clock"], 3600.0, record=first.record))
+        first.RE(store(first.devices["clock"], 3600.0, record=first.record))
+        scan_id = first.RE.md["scan_id"]
+        history = first.record.history()
+    finally:
+        first.close()
+    assert scan_id >= 2 and len(history) == 2
+
+    second = start(sim=True, catalog=folder, callbacks=False)  # no sample id given
+    try:
+        assert second.RE.md["scan_id"] == scan_id
+        assert second.RE.md["sample_id"] == "LLTO-persist"
+        assert second.record.sample_id.get() == "LLTO-persist"
+        assert second.record.history() == history
+        starts: list[dict] = []
+        second.RE.subscribe(lambda name, doc: starts.append(doc) if name == "start" else None)
+        second.RE(store(second.devices["clock"], 60.0, record=second.record))
+        assert starts[0]["scan_id"] == scan_id + 1
+        assert starts[0]["sample_id"] == "LLTO-persist"
+        assert len(second.record.history()) == 3
+        # the runs of both sessions are in the catalog
+        stored = [second.catalog[-k].metadata["start"]["scan_id"] for k in (1, 2, 3)]
+        assert stored == [scan_id + 1, scan_id, scan_id - 1]
+        # the closed first session's md object must not write over the newer files when it
+        # is garbage-collected
+        del first
+        gc.collect()
+    finally:
+        second.close()
+
+    # a new sample id starts a new history (scan ids keep counting)
+    third = start(sim=True, catalog=folder, sample_id="LLTO-next", callbacks=False)
+    try:
+        assert third.record.history() == []
+        assert third.RE.md["sample_id"] == "LLTO-next"
+        assert third.RE.md["scan_id"] == scan_id + 1
+    finally:
+        third.close()
+
+
+def test_session_context_manager_and_devices(tmp_path):
+    with start(sim=True, catalog=tmp_path, sample_id="LLTO-cm", callbacks=False) as s:
+        assert set(s.devices) >= {"cell", "handler", "clock", "stage", "furnace", "sims",
+                                  "record"}
+        assert set(s.workflow_devices()) == {"cell", "handler", "clock", "stage", "furnace",
+                                             "sims"}
+        assert s.stage_alarm.get() == 0
+        assert s.RE.md["simulated"] is True
+        assert s.plans.sims_image is not None
