@@ -73,8 +73,9 @@ def anneal(
 
     During the hold the furnace is read every ``check_interval_s`` of lab time (stream
     ``primary``); over-temperature, sensor break, loop break or heater failure abort the
-    anneal: the furnace is commanded to ``safe_K`` and the run ends with :class:`AnnealAborted`
-    (events taken so far are kept).
+    anneal: the furnace is commanded to ``safe_K``, the sample (if in) is taken out and its
+    time inside recorded in the history (source ``anneal_aborted``), and the run ends with
+    :class:`AnnealAborted` (events taken so far are kept).
 
     Parameters
     ----------
@@ -103,8 +104,16 @@ def anneal(
                              "check_interval_s": check_interval_s, "safe_K": safe_K}, md,
                   purpose="anneal")
 
+    inside: dict[str, Any] = {"t0": None, "readings": []}  # the sample's time in the furnace
+
     def abort(reason: str, cause: BaseException | None = None) -> PlanGen:
         yield from bps.abs_set(furnace.setpoint, float(safe_K), wait=True)
+        if inside["t0"] is not None:  # take the sample out; its history keeps the partial anneal
+            yield from bps.mv(handler, "storage")
+            t1 = yield from lab_time(clock)
+            known = inside["readings"] or [float(temperature_K)]
+            yield from record_segment(record, inside["t0"], t1, sum(known) / len(known),
+                                      "furnace", False, "anneal_aborted")
         raise AnnealAborted(
             f"anneal at {temperature_K} K aborted: {reason}; "
             f"setpoint set to {safe_K} K"
@@ -131,7 +140,8 @@ def anneal(
         yield from check()
         yield from bps.mv(handler, "furnace")
         t0 = yield from lab_time(clock)
-        readings = []
+        inside["t0"] = t0
+        readings = inside["readings"]
         remaining = float(duration_s)
         while remaining > 0:
             step = min(remaining, float(check_interval_s))
@@ -139,6 +149,7 @@ def anneal(
             remaining -= step
             readings.append((yield from check()))
         yield from bps.mv(handler, "storage")
+        inside["t0"] = None
         t1 = yield from lab_time(clock)
         if cool_furnace:
             yield from bps.abs_set(furnace.setpoint, float(safe_K), wait=True)

@@ -432,6 +432,7 @@ def test_furnace_sensor_break_aborts_anneal(session, docs, workflow):
             if sets["clock"] == 2:  # during the hold, after the first check interval
                 s.lab.furnace.sensor_break = True
 
+    n_history = len(s.record.history())
     s.RE.msg_hook = hook
     try:
         with pytest.raises(AnnealAborted, match="sensor break"):
@@ -453,6 +454,13 @@ def test_furnace_sensor_break_aborts_anneal(session, docs, workflow):
     stored = run["primary"].read()
     assert len(stored["furnace"]) == 2
     assert list(stored["furnace"].values) == pytest.approx([e["data"]["furnace"] for e in events])
+    # the sample was taken out and its time in the furnace is in its history
+    assert dv["handler"].location.get() == "storage"
+    assert s.lab.location == "storage"
+    (seg,) = s.record.history()[n_history:]
+    assert seg["source"] == "anneal_aborted" and seg["location"] == "furnace"
+    assert seg["temperature_K"] == pytest.approx(473.15, abs=2.0)
+    assert 600.0 <= seg["end_s"] - seg["start_s"] < 3600.0
     assert docs.errors == []
 
 
