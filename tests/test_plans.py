@@ -298,7 +298,7 @@ def _stage_to(session, temperature_K: float) -> None:
     assert abs(s.devices["stage"].readback.get() - temperature_K) < 1.0
 
 
-def test_guard_refuses_imaging_at_minus_20C(session, docs, workflow):
+def test_guard_refuses_imaging_at_minus_20C(session, docs):
     s = session
     dv = s.devices
     _stage_to(s, 253.15)
@@ -309,7 +309,7 @@ def test_guard_refuses_imaging_at_minus_20C(session, docs, workflow):
     assert s.RE.state == "idle"
 
 
-def test_guard_override_records_a_warning(session, docs, workflow):
+def test_guard_override_records_a_warning(session, docs):
     s = session
     dv = s.devices
     _stage_to(s, 253.15)
@@ -324,7 +324,7 @@ def test_guard_override_records_a_warning(session, docs, workflow):
 
 
 # --------------------------------------------------------------------------- suspender
-def test_ln2_runout_during_image_suspends_and_resumes(session, docs, workflow):
+def test_ln2_runout_during_image_suspends_and_resumes(session, docs):
     """LN2 runs out once the image run has started: the stage warms above the threshold,
     the watchdog raises stage_alarm, the RunEngine suspends; LN2 back, the stage re-cools, the
     acquisition is repeated and the run ends in success."""
@@ -390,7 +390,7 @@ def test_ln2_runout_during_image_suspends_and_resumes(session, docs, workflow):
 
 
 # --------------------------------------------------------------------------- pause
-def test_pause_then_resume(session, docs, workflow):
+def test_pause_then_resume(session, docs):
     """Ctrl-C: request_pause from another thread while the furnace heats; resume completes."""
     s = session
     dv = s.devices
@@ -419,7 +419,7 @@ def test_pause_then_resume(session, docs, workflow):
 
 
 # --------------------------------------------------------------------------- anneal fault
-def test_furnace_sensor_break_aborts_anneal(session, docs, workflow):
+def test_furnace_sensor_break_aborts_anneal(session, docs):
     """A sensor break during the hold: AnnealAborted, safe setpoint, run stored as failed
     with its events."""
     s = session
@@ -479,7 +479,7 @@ def test_anneal_duration_for_length_is_sensible():
 
 
 @pytest.mark.slow
-def test_arrhenius_campaign_with_explicit_durations(session, docs, workflow):
+def test_arrhenius_campaign_with_explicit_durations(session, docs):
     s = session
     temps = [423.15, 473.15]
     durations = [900.0, 600.0]
