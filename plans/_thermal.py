@@ -7,8 +7,9 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
+from bluesky.utils import FailedStatus
 
-from lltolab.comm import InstrumentReportedError
+from lltolab.comm import InstrumentError
 from lltolab.devices import FURNACE_STATUS_BITS
 
 from ._common import QUENCH_K, ROOM_K, PlanGen, lab_time, plan_md, record_segment
@@ -18,6 +19,12 @@ __all__ = ["quench", "anneal", "store", "AnnealAborted"]
 
 class AnnealAborted(RuntimeError):
     """The furnace reported over-temperature or a sensor/heater fault during an anneal."""
+
+
+def _fault_text(exc: BaseException) -> str:
+    """The instrument's message (a failed move's status carries it as the cause)."""
+    cause = exc.__cause__ if isinstance(exc, FailedStatus) and exc.__cause__ else exc
+    return str(cause)
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -124,8 +131,8 @@ def anneal(
             # a sensor break makes the PV read itself fail (InstrumentReportedError)
             yield from bps.trigger_and_read([furnace, clock])
             word = int((yield from bps.rd(furnace.status)))
-        except InstrumentReportedError as exc:
-            yield from abort(str(exc), exc)
+        except (InstrumentError, FailedStatus) as exc:
+            yield from abort(_fault_text(exc), exc)
         faults = [text for bit, text in FURNACE_STATUS_BITS.items() if word & (1 << bit)]
         if faults:
             yield from abort(f"furnace reports {', '.join(faults)}")
@@ -135,8 +142,8 @@ def anneal(
     def inner() -> PlanGen:
         try:
             yield from bps.mv(furnace, float(temperature_K))
-        except InstrumentReportedError as exc:  # fault while heating up
-            yield from abort(str(exc), exc)
+        except (InstrumentError, FailedStatus) as exc:  # fault (or no settling) while heating
+            yield from abort(_fault_text(exc), exc)
         yield from check()
         yield from bps.mv(handler, "furnace")
         t0 = yield from lab_time(clock)

@@ -332,7 +332,8 @@ def test_ln2_runout_during_image_suspends_and_resumes(session, docs):
     dv = s.devices
     s.RE(quench(dv["stage"], dv["clock"], QUENCH_K))  # cold, ready to image
     alarms: list[int] = []
-    s.stage_alarm.subscribe(lambda value, **_: alarms.append(int(value)), run=False)
+    alarm_cid = s.stage_alarm.subscribe(lambda value, **_: alarms.append(int(value)),
+                                        run=False)
     states: list[str] = []
     suspended = threading.Event()
 
@@ -374,6 +375,7 @@ def test_ln2_runout_during_image_suspends_and_resumes(session, docs):
         for t in tokens:
             s.RE.unsubscribe(t)
         s.lab.stage.clear_fault()
+        s.stage_alarm.unsubscribe(alarm_cid)
         helper.join(timeout=5)
     assert suspended.is_set()
     assert "suspending" in states and states[-1] == "idle"
@@ -461,6 +463,33 @@ def test_furnace_sensor_break_aborts_anneal(session, docs):
     assert seg["source"] == "anneal_aborted" and seg["location"] == "furnace"
     assert seg["temperature_K"] == pytest.approx(473.15, abs=2.0)
     assert 600.0 <= seg["end_s"] - seg["start_s"] < 3600.0
+    assert docs.errors == []
+
+
+def test_furnace_fault_while_heating_aborts_anneal(session, docs):
+    """A sensor break before the sample goes in: the failed move becomes AnnealAborted, the
+    furnace is sent to the safe setpoint, the sample never enters."""
+    s = session
+    dv = s.devices
+    n_history = len(s.record.history())
+
+    def hook(msg):
+        if msg.command == "set" and getattr(msg.obj, "name", "") == "furnace":
+            s.lab.furnace.sensor_break = True
+
+    s.RE.msg_hook = hook
+    try:
+        with pytest.raises(AnnealAborted, match="sensor break"):
+            s.RE(anneal(dv["furnace"], dv["handler"], dv["clock"], 473.15, 3600.0,
+                        safe_K=300.15, record=s.record))
+        assert s.lab.furnace.target_setpoint_C == pytest.approx(27.0, abs=0.05)
+    finally:
+        s.RE.msg_hook = None
+        s.lab.furnace.clear_faults()
+    uid = docs.starts[-1]
+    assert docs.stop_of(uid)["exit_status"] == "fail"
+    assert s.lab.location == "storage"
+    assert s.record.history()[n_history:] == []  # the sample never went in
     assert docs.errors == []
 
 
