@@ -345,9 +345,13 @@ def _real_devices(cfg: Mapping[str, Any]) -> dict[str, Any]:
         SurfaceLabExport,
     )
 
-    for section in ("cryostage", "furnace", "sims"):
+    for section, key in (("cryostage", "resource"), ("furnace", "port"),
+                         ("sims", "export_folder")):
         if section not in cfg:
             raise ValueError(f"configuration lacks the [{section}] section (see example_config())")
+        if not isinstance(cfg[section], Mapping) or not cfg[section].get(key):
+            raise ValueError(f"configuration section [{section}] needs {key} = '...' "
+                             "(see example_config())")
     cs, fu, si = cfg["cryostage"], cfg["furnace"], cfg["sims"]
     op = cfg.get("operator", {})
     kind = op.get("confirmation", "prompt")

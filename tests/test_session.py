@@ -7,6 +7,7 @@ closed at the end of its test.
 from __future__ import annotations
 
 import gc
+import time
 
 import pytest
 
@@ -38,6 +39,22 @@ def test_real_config_missing_section_is_a_clear_error(tmp_path, missing):
     with pytest.raises(ValueError, match=rf"lacks the \[{missing}\] section"):
         start(cfg, sim=False)
     assert not (tmp_path / "cat").exists()  # refused before anything was built
+
+
+@pytest.mark.parametrize(("section", "key"), [("cryostage", "resource"), ("furnace", "port"),
+                                            ("sims", "export_folder")])
+def test_real_config_section_without_its_address_is_a_clear_error(tmp_path, section, key):
+    cfg = {**FULL, section: {"timeout_s": 10.0}}
+    with pytest.raises(ValueError, match=rf"\[{section}\] needs {key}"):
+        start(cfg, sim=False, catalog=tmp_path)
+
+
+def test_real_config_missing_export_folder_is_a_clear_error(tmp_path):
+    """Devices are built lazily: no instrument is contacted before the folder is refused."""
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match="export_folder '/nonexistent' is not an existing"):
+        start(FULL, sim=False, catalog=tmp_path)
+    assert time.monotonic() - t0 < 10
 
 
 def test_real_config_from_toml_file(tmp_path):
