@@ -126,10 +126,6 @@ def workflow(session, docs) -> list[str]:
     return list(uids)
 
 
-def _devices(session):
-    return session.devices
-
-
 def _plan_names(docs: Validator, uids) -> list[str]:
     return [docs.start_of(u)["plan_name"] for u in uids]
 
