@@ -85,6 +85,8 @@ def _acquire(
         if positions_mm is not None:
             yield from bps.mv(sims.positions_mm, [float(p) for p in positions_mm])
         t0 = yield from lab_time(clock)
+        # a suspension (e.g. LN2 run-out) rewinds to here: the acquisition is repeated
+        yield from bps.checkpoint()
         yield from bps.trigger_and_read([sims, stage, clock])
         t1 = yield from lab_time(clock)
         end_K = float((yield from bps.rd(stage)))
