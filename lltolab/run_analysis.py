@@ -153,8 +153,12 @@ def _campaign_points(results: Sequence[dict[str, Any]],
         key = round(float(temp), 1)
         pt = points.setdefault(key, {"temperature_K": key,
                                      "d_bulk_cm2_s": float(bulk(key)) * 1e4})
-        if r["kind"] == "image" and r.get("median_dgb_over_delta_cm_s"):
-            pt["dgb_over_delta_cm_s"] = r["median_dgb_over_delta_cm_s"]
-        elif r["kind"] == "profiles" and r.get("d_eff_cm2_s"):
-            pt["d_eff_cm2_s"] = r["d_eff_cm2_s"]
+        # a non-positive median (no resolvable step, e.g. after a hot anneal evened the
+        # grains out) or D is not a rate to put on an Arrhenius plot: leave it out
+        dgb = r.get("median_dgb_over_delta_cm_s") if r["kind"] == "image" else None
+        d_eff = r.get("d_eff_cm2_s") if r["kind"] == "profiles" else None
+        if dgb is not None and dgb > 0:
+            pt["dgb_over_delta_cm_s"] = dgb
+        if d_eff is not None and d_eff > 0:
+            pt["d_eff_cm2_s"] = d_eff
     return [pt for _, pt in sorted(points.items())]

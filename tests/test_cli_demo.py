@@ -50,3 +50,19 @@ def test_analyze_refuses_a_missing_catalog(tmp_path) -> None:
     proc = _cli("analyze", "1", "--catalog", str(tmp_path / "none"))
     assert proc.returncode == 2
     assert "no catalog" in proc.stderr
+
+
+def test_campaign_points_leave_out_non_positive_rates() -> None:
+    from lltolab.diffusion import BulkDiffusivity
+    from lltolab.run_analysis import _campaign_points
+
+    results = [
+        {"kind": "image", "temperature_K": 295.15, "median_dgb_over_delta_cm_s": 1e-6},
+        {"kind": "profiles", "temperature_K": 295.15, "d_eff_cm2_s": 2e-9},
+        {"kind": "image", "temperature_K": 473.15, "median_dgb_over_delta_cm_s": -3e-3},
+        {"kind": "profiles", "temperature_K": 473.15, "d_eff_cm2_s": 1e-6},
+    ]
+    pts = _campaign_points(results, BulkDiffusivity.paper_default())
+    assert [p["temperature_K"] for p in pts] == [295.15, 473.15]
+    assert pts[0]["dgb_over_delta_cm_s"] == 1e-6
+    assert "dgb_over_delta_cm_s" not in pts[1] and pts[1]["d_eff_cm2_s"] == 1e-6
