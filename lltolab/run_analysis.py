@@ -151,8 +151,8 @@ def _campaign_points(results: Sequence[dict[str, Any]],
         if temp is None:
             continue
         key = round(float(temp), 1)
-        pt = points.setdefault(key, {"temperature_K": key,
-                                     "d_bulk_cm2_s": float(bulk(key)) * 1e4})
+        pt = points.setdefault(key, {"temperature_K": float(temp),
+                                     "d_bulk_cm2_s": float(bulk(float(temp))) * 1e4})
         # a non-positive median (no resolvable step, e.g. after a hot anneal evened the
         # grains out) or D is not a rate to put on an Arrhenius plot: leave it out
         dgb = r.get("median_dgb_over_delta_cm_s") if r["kind"] == "image" else None
