@@ -8,8 +8,8 @@ The lab follows those temperatures continuously (a background thread samples the
 clock jump and sample query syncs) and hands the diffusion twin piecewise-constant segments.
 A segment's temperature is the *equivalent* temperature T_eq with D(T_eq)·Δt = ∫D(T(t))dt
 (exact for the bulk, whose law sets the time substitution; the boundary law's slightly different
-activation energy makes it approximate during fast ramps). A segment closes when the location
-or the bath state changes, or when D at the current temperature leaves a factor-of-3 band
+activation energy makes it approximate during fast ramps). A segment closes when the bath
+state changes, or when D at the current temperature leaves a factor-of-3 band
 around the segment's mean, so a cool-down to −110 °C costs a dozen segments, not thousands.
 """
 
@@ -157,7 +157,10 @@ class VirtualLab:
         with self._lock:
             now = self.clock.now()
             self._sync(now)
-            self._commit(now)
+            if (location == "bath") != (self._location == "bath"):
+                self._commit(now)  # the bath state changes the boundary condition
+            # otherwise only the temperature matters to the sample: the open segment goes on
+            # (the D band closes it when the new place is much hotter or colder)
             self._location = location
             self._last_d = self._d(self._location_temperature())
 
