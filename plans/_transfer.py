@@ -7,6 +7,8 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 
+from lltolab.devices import SAMPLE_LOCATIONS
+
 from ._common import ROOM_K, PlanGen, lab_time, plan_md, record_segment
 
 __all__ = ["transfer"]
@@ -29,8 +31,6 @@ def transfer(
     record : SampleRecord, optional
     md : dict, optional
     """
-    from lltolab.devices import SAMPLE_LOCATIONS  # noqa: PLC0415 - avoid a cycle at import
-
     if location not in SAMPLE_LOCATIONS:
         raise ValueError(f"location must be one of {SAMPLE_LOCATIONS}, got {location!r}")
     _md = plan_md("transfer", {"handler": handler, "clock": clock, "location": location}, md,

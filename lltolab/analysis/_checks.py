@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from lltolab.diffusion._validate import check_nonnegative, check_positive
 
 __all__ = [
     "as_positive",
@@ -16,30 +16,9 @@ __all__ = [
 ]
 
 
-def _number(name: str, value: object) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
-
-
-def as_positive(name: str, value: object) -> float:
-    """``value`` as a float if finite and > 0, else ValueError naming it."""
-    v = _number(name, value)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def as_nonnegative(name: str, value: object) -> float:
-    """``value`` as a float if finite and >= 0, else ValueError naming it."""
-    v = _number(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
+# scalar checks are the diffusion twin's (same wording: the name, the value, the limit)
+as_positive = check_positive
+as_nonnegative = check_nonnegative
 
 
 def as_temperature(name: str, value: object) -> np.ndarray:

@@ -235,10 +235,3 @@ class FVNetwork:
         cols = np.concatenate([self.face_j, self.face_i, np.arange(n)])
         vals = np.concatenate([-g, -g, diag])
         return sp.csr_array(sp.coo_array((vals, (rows, cols)), shape=(n, n)))
-
-    def max_rate(self, coeff: Conductivities) -> float:
-        """Upper bound (1/s) of the eigenvalues of V⁻¹K (Gershgorin): 2 max_i K_ii / V_i."""
-        g = self.conductance(coeff)
-        n = self.n_cells
-        diag = np.bincount(self.face_i, g, n) + np.bincount(self.face_j, g, n)
-        return float(2.0 * np.max(diag / self.volume))
