@@ -314,12 +314,13 @@ def _sim_devices(seed: int, time_scale: float, lab: Any,
     lab.start()
     scale = lab.clock.time_scale
     lab_s = 1.0 / scale  # wall seconds per lab second
+    poll = min(0.5, max(0.02, 5 * lab_s))  # wall seconds between readbacks during moves
     devices = {
         "stage": CryoStage(lab.stage.resource, name="stage", heater_range=3,
-                           settle_time=60 * lab_s, poll_period=min(0.5, max(0.02, 5 * lab_s)),
+                           settle_time=60 * lab_s, poll_period=poll,
                            timeout=3600 * lab_s + 30, tolerance=0.5),
         "furnace": Furnace(lab.furnace.url, name="furnace", settle_time=60 * lab_s,
-                           poll_period=min(0.5, max(0.02, 5 * lab_s)),
+                           poll_period=poll,
                            timeout=7200 * lab_s + 30, tolerance=1.0),
         "sims": SurfaceLabExport(lab.export_folder, name="sims", request=lab.sims.request,
                                  timeout_s=120.0, poll_s=0.02, sidecar_grace_s=5.0),

@@ -66,3 +66,22 @@ def test_campaign_points_leave_out_non_positive_rates() -> None:
     assert [p["temperature_K"] for p in pts] == [295.15, 473.15]
     assert pts[0]["dgb_over_delta_cm_s"] == 1e-6
     assert "dgb_over_delta_cm_s" not in pts[1] and pts[1]["d_eff_cm2_s"] == 1e-6
+
+
+@pytest.mark.timeout(180)
+def test_shell_sim_loads_a_session(tmp_path) -> None:
+    """`lltolab shell --sim` starts IPython with the session and its devices in the namespace."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "lltolab.cli", "shell", "--sim", "--catalog",
+         str(tmp_path / "cat"), "--sample-id", "S1"],
+        input='print("NDEV", len(session.devices), stage.name, RE.md["sample_id"])\nexit()\n',
+        capture_output=True, text=True, timeout=150,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "NDEV 7 stage S1" in proc.stdout
+
+
+def test_shell_needs_sim_or_config() -> None:
+    proc = _cli("shell")
+    assert proc.returncode == 2
+    assert "--sim" in proc.stderr
