@@ -16,10 +16,17 @@ from ._operator import (
 )
 from ._sample_handler import SAMPLE_LOCATIONS, SampleHandler
 from ._sample_record import SEGMENT_KEYS, SampleRecord
+from ._export_assets import ExportAssetWriter
+from ._export_reducer import ExportReducer, LineProfile, Reduction
+from ._export_watcher import ExportWatcher, ReadyExport
 from ._surfacelab_export import SurfaceLabExport
 
 __all__: list[str] = ["CryoStage", "LakeShoreLink"]
 __all__ += ["SurfaceLabExport"]
+__all__ += [
+    "ExportWatcher", "ReadyExport", "ExportReducer", "Reduction", "LineProfile",
+    "ExportAssetWriter",
+]
 __all__ += ["Furnace"]
 __all__ += [
     "LabClock", "WallClock", "TimeSource", "MAX_WAIT_S", "SampleHandler", "SAMPLE_LOCATIONS",

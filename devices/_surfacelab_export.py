@@ -1,9 +1,18 @@
 """SurfaceLabExport: the TOF-SIMS as bluesky sees it, through SurfaceLab's export folder.
 
 The IONTOF TOF.SIMS 5 is not remote-controlled; the operator (or a SurfaceLab macro) exports each
-acquisition as a BIF6 file plus a JSON sidecar into a folder. ``trigger()`` waits for a new,
-complete export, converts it (dead-time-corrected 6Li fraction), writes an HDF5 asset and
-makes StreamResource/StreamDatum documents for the images; ``read()`` gives summary values.
+acquisition as a BIF6 file (plus, optionally, a JSON sidecar) into a folder. The device is thin:
+``trigger()`` runs one acquisition in a thread through three injected parts, in the shape of a
+controller → waiter → reducer → writer chain:
+
+- an :class:`ExportWatcher` finds the new complete export (and sets bad ones aside),
+- :func:`lltolab.formats.read_export` reads it with its metadata (sidecar, or the device's
+  ``field_of_view_um``/``n_pulses`` configuration for a plain SurfaceLab export),
+- an :class:`ExportReducer` computes the dead-time-corrected 6Li fraction and summaries,
+- an :class:`ExportAssetWriter` writes the HDF5 asset and its StreamResource/StreamDatum
+  documents,
+
+and the device publishes the summary values as signals for ``read()``.
 """
 
 from __future__ import annotations
@@ -11,38 +20,39 @@ from __future__ import annotations
 import math
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from event_model import compose_stream_resource
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
 from lltolab.comm import InstrumentError, InstrumentTimeout
 from lltolab.formats import (
-    SIMS_ASSET_MIMETYPE,
     SIMS_IMAGE_DATASETS,
     SIMS_PROFILE_DATASETS,
     ExportFormatError,
+    MetadataFallback,
     SimsExport,
-    bif6_status,
-    isotope_fraction_map,
     read_export,
-    read_sidecar,
-    sidecar_path_for,
-    write_sims_asset,
 )
+
+from ._export_assets import ExportAssetWriter
+from ._export_reducer import (
+    LI6_MASS_U,
+    LI7_MASS_U,
+    ExportReducer,
+    LineProfile,
+    Reduction,
+    band_means,
+)
+from ._export_watcher import ExportWatcher, ReadyExport
 
 __all__ = ["SurfaceLabExport", "LineProfile", "LI6_MASS_U", "LI7_MASS_U", "band_means"]
 
-LI6_MASS_U = 6.015
-LI7_MASS_U = 7.016
 _MODES = ("image", "line_profile")
 #: read() keys (attribute names) per mode
 _COMMON_READ = (
@@ -50,18 +60,10 @@ _COMMON_READ = (
 )
 _IMAGE_READ = ("mean_c", "li6_total", "li7_total", *_COMMON_READ)
 _PROFILE_READ = ("n_points", *_COMMON_READ)
+#: how long stop() waits (s, beyond one poll period) for the acquisition thread to end
+_STOP_JOIN_S = 2.0
 
 RequestHook = Callable[[str, tuple[float, ...] | None], None]
-
-
-@dataclass(frozen=True)
-class LineProfile:
-    """The last line profile read: x (mm), corrected 6Li fraction, recorded counts."""
-
-    x_mm: np.ndarray
-    c: np.ndarray
-    li6_counts: np.ndarray
-    li7_counts: np.ndarray
 
 
 class _ModeSignal(Signal):
@@ -72,33 +74,61 @@ class _ModeSignal(Signal):
             raise ValueError(f"mode must be one of {_MODES}, got {value!r}")
 
 
-def band_means(c: np.ndarray, n_bands: int, axis: int) -> np.ndarray:
-    """Mean of ``c`` (NaN ignored) in ``n_bands`` contiguous bands along ``axis``."""
-    n = c.shape[axis]
-    edges = np.linspace(0, n, min(n_bands, n) + 1).round().astype(int)
-    out = []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        block = c[a:b] if axis == 0 else c[:, a:b]
-        finite = block[np.isfinite(block)]
-        out.append(float(finite.mean()) if finite.size else math.nan)
-    return np.asarray(out)
+class _Acquisition:
+    """One trigger in flight: its status, its threads and whether it was ended early."""
+
+    def __init__(self, status: DeviceStatus, mode: str,
+                 positions: tuple[float, ...] | None) -> None:
+        self.status = status
+        self.mode = mode
+        self.positions = positions
+        self.cancelled = threading.Event()
+        self.lock = threading.Lock()
+        self.ended = False
+        self.worker: threading.Thread | None = None
+        self.request_thread: threading.Thread | None = None
+        self.request_error: list[BaseException] = []
+
+    def end(self, exc: BaseException | None = None) -> bool:
+        """Finish the status (once): success without ``exc``; True if this call ended it."""
+        with self.lock:
+            if self.ended:
+                return False
+            self.ended = True
+        if exc is None:
+            self.status.set_finished()
+        else:
+            self.status.set_exception(exc)
+        return True
+
+    def threads_alive(self) -> list[threading.Thread]:
+        return [t for t in (self.worker, self.request_thread) if t is not None and t.is_alive()]
 
 
 class SurfaceLabExport(Device):
-    """ophyd v1 detector reading SurfaceLab BIF6 exports (+ sidecar) from a folder.
+    """ophyd v1 detector reading SurfaceLab BIF6 exports (+ optional sidecar) from a folder.
 
     Parameters
     ----------
     export_folder : path-like
-        Folder SurfaceLab exports into (watched, never modified).
+        Folder SurfaceLab exports into (watched; only bad exports are moved, into its
+        ``rejected/`` subfolder).
     name : str
         ophyd name; data keys are ``{name}_mean_c`` etc.
     asset_dir : path-like, optional
         Where HDF5 assets go (default ``export_folder / "lltolab_assets"``).
     image_pattern : str
         Glob of export files in ``export_folder`` (default ``"*.bif6"``).
-    sidecar_pattern : str
-        Sidecar name from the BIF6 ``{stem}``/``{name}`` (default ``"{stem}.json"``).
+    sidecar_pattern : str or None
+        Sidecar name from the BIF6 ``{stem}``/``{name}`` (default ``"{stem}.json"``); None:
+        the exports have no sidecar (needs ``field_of_view_um`` and ``n_pulses``).
+    field_of_view_um : (float, float), optional
+        Raster size (x, y, µm) of exports that come without a sidecar.
+    n_pulses : int, optional
+        Pulses per pixel of exports that come without a sidecar (the N of the dead-time
+        correction). Give both or neither; with them, a complete BIF6 whose sidecar has not
+        appeared within ``sidecar_grace_s`` is acquired with this metadata (stage temperature
+        and primary-ion values then read NaN / empty).
     li6_mass_u, li7_mass_u : float
         Masses of 6Li+ and 7Li+ (u) used to pick the images.
     li6_peak_id, li7_peak_id : int, optional
@@ -111,7 +141,8 @@ class SurfaceLabExport(Device):
         How long ``trigger()`` waits for a new complete export (s); a real 5 h image needs
         more than 5 h. Default 8 h.
     sidecar_grace_s : float
-        How long a complete BIF6 may wait for its sidecar before "sidecar missing" (s).
+        How long a complete BIF6 may wait for its sidecar, and an unreadable sidecar (maybe
+        still being written) to become valid, before the export is rejected (s).
     poll_s : float
         Folder polling interval (s).
     request : callable, optional
@@ -120,6 +151,12 @@ class SurfaceLabExport(Device):
         watched (``timeout_s`` still bounds the trigger; an exception in it fails the trigger
         as InstrumentError). With it, only files appearing after the call count as new;
         without it, any export not consumed before (and not present at construction).
+    rejected_dir : str or path-like or None
+        Where bad exports are moved with a ``.reason.txt`` (default ``rejected`` inside the
+        export folder); None leaves them in place.
+    watcher, reducer, asset_writer : optional
+        Injected parts (:class:`ExportWatcher`, :class:`ExportReducer`,
+        :class:`ExportAssetWriter`); by default built from the keywords above.
 
     Notes
     -----
@@ -140,6 +177,16 @@ class SurfaceLabExport(Device):
 
     Only exports of the current mode's kind (sidecar ``kind``) are taken; the others are left
     for a trigger in the other mode. Each asset is a new file; nothing is ever overwritten.
+
+    A bad export (unreadable BIF6 or sidecar, missing masses, contradictory metadata) fails
+    the trigger with :class:`lltolab.formats.ExportFormatError` naming file and defect, and
+    is moved aside; the next trigger takes the next good export.
+
+    ``stop()`` and ``pause()`` (the RunEngine calls ``pause()`` when it suspends, e.g. on LN₂
+    loss) end the acquisition in flight at once: its status fails (``stop()``) or finishes
+    without new readings (``pause()``, ``stop(success=True)``), and nothing it read later is
+    published. The repeat after a resume first waits for the interrupted acquisition's
+    ``request`` to return and ignores what it exported, so each trigger yields one image.
     """
 
     # --- readings
@@ -156,7 +203,9 @@ class SurfaceLabExport(Device):
     mode = Cpt(_ModeSignal, value="image", kind="config")
     positions_mm = Cpt(Signal, value=np.zeros(0), kind="config",
                        doc="line profile: requested x positions (mm); empty = any")
-    # --- configuration: acquisition settings from the sidecar
+    # --- configuration: acquisition settings from the sidecar (or the device's configuration)
+    metadata_source = Cpt(Signal, value="", kind="config",
+                          doc='"sidecar" or "configuration": where the values below come from')
     field_of_view_x_um = Cpt(Signal, value=math.nan, kind="config")
     field_of_view_y_um = Cpt(Signal, value=math.nan, kind="config")
     pixels_x = Cpt(Signal, value=0, kind="config")
@@ -176,7 +225,7 @@ class SurfaceLabExport(Device):
         name: str,
         asset_dir: str | Path | None = None,
         image_pattern: str = "*.bif6",
-        sidecar_pattern: str = "{stem}.json",
+        sidecar_pattern: str | None = "{stem}.json",
         li6_mass_u: float = LI6_MASS_U,
         li7_mass_u: float = LI7_MASS_U,
         li6_peak_id: int | None = None,
@@ -188,74 +237,117 @@ class SurfaceLabExport(Device):
         sidecar_grace_s: float = 60.0,
         poll_s: float = 0.2,
         request: RequestHook | None = None,
+        field_of_view_um: tuple[float, float] | None = None,
+        n_pulses: int | None = None,
+        rejected_dir: str | Path | None = "rejected",
+        watcher: ExportWatcher | None = None,
+        reducer: ExportReducer | None = None,
+        asset_writer: ExportAssetWriter | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__("", name=name, **kwargs)
         folder = Path(export_folder)
         if not folder.is_dir():
             raise ValueError(f"export_folder {str(folder)!r} is not an existing folder")
-        for label, v in (("timeout_s", timeout_s), ("poll_s", poll_s),
-                         ("sidecar_grace_s", sidecar_grace_s)):
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{label} must be a finite number > 0 s, got {v!r}")
-        if not (isinstance(n_bands, int) and 1 <= n_bands <= 4096):
-            raise ValueError(f"n_bands must be an integer in [1, 4096], got {n_bands!r}")
-        for label, w in (("li6_window_u", li6_window_u), ("li7_window_u", li7_window_u)):
-            if w is not None and not (len(w) == 2 and w[0] < w[1]):
-                raise ValueError(f"{label} must be (lower, upper) with lower < upper, got {w!r}")
-        if "{stem}" not in sidecar_pattern and "{name}" not in sidecar_pattern:
+        if isinstance(timeout_s, bool) or not (
+            isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0
+        ):
+            raise ValueError(f"timeout_s must be a finite number > 0 s, got {timeout_s!r}")
+        if (field_of_view_um is None) != (n_pulses is None):
             raise ValueError(
-                f"sidecar_pattern {sidecar_pattern!r} must contain {{stem}} or {{name}}"
+                "field_of_view_um and n_pulses go together (metadata of exports without a "
+                f"sidecar), got field_of_view_um={field_of_view_um!r}, n_pulses={n_pulses!r}"
             )
+        self.fallback = (None if n_pulses is None else
+                         MetadataFallback(tuple(field_of_view_um), n_pulses))  # type: ignore[arg-type]
+        self.watcher = watcher if watcher is not None else ExportWatcher(
+            folder, pattern=image_pattern, sidecar_pattern=sidecar_pattern,
+            sidecar_grace_s=sidecar_grace_s, poll_s=poll_s,
+            sidecar_optional=self.fallback is not None, rejected_dir=rejected_dir,
+        )
+        if self.watcher.sidecar_optional and self.fallback is None:
+            raise ValueError("exports without a sidecar need field_of_view_um and n_pulses")
+        self.reducer = reducer if reducer is not None else ExportReducer(
+            li6_mass_u=li6_mass_u, li7_mass_u=li7_mass_u, li6_peak_id=li6_peak_id,
+            li7_peak_id=li7_peak_id, li6_window_u=li6_window_u, li7_window_u=li7_window_u,
+            n_bands=n_bands,
+        )
+        self.asset_writer = asset_writer if asset_writer is not None else ExportAssetWriter(
+            Path(asset_dir) if asset_dir is not None else folder / "lltolab_assets")
         self.export_folder = folder
-        self.asset_dir = Path(asset_dir) if asset_dir is not None else folder / "lltolab_assets"
-        self.image_pattern = image_pattern
-        self.sidecar_pattern = sidecar_pattern
-        self.li6 = {"mass_u": li6_mass_u, "peak_id": li6_peak_id, "window_u": li6_window_u}
-        self.li7 = {"mass_u": li7_mass_u, "peak_id": li7_peak_id, "window_u": li7_window_u}
-        self.n_bands = n_bands
         self.timeout_s = float(timeout_s)
-        self.sidecar_grace_s = float(sidecar_grace_s)
-        self.poll_s = float(poll_s)
         self.request = request
-        self._seen: dict[Path, tuple[int, int]] = {}
-        self._mark_present_as_seen()
         self._asset_docs: deque[tuple[str, dict]] = deque()
         self._shapes: dict[str, tuple[int, ...]] = {}
-        self.row_band_means = np.full(n_bands, math.nan)
-        self.column_band_means = np.full(n_bands, math.nan)
+        self.row_band_means = np.full(self.reducer.n_bands, math.nan)
+        self.column_band_means = np.full(self.reducer.n_bands, math.nan)
         self._band_timestamp = time.time()
         self.last_profile: LineProfile | None = None
         self._n_acquired = 0
-        self._abort = threading.Event()
+        self._current: _Acquisition | None = None
         self.last_export: SimsExport | None = None
         self.last_asset: Path | None = None
+
+    # ------------------------------------------------------------------ parts' settings
+    @property
+    def asset_dir(self) -> Path:
+        """Folder of the HDF5 assets."""
+        return self.asset_writer.asset_dir
+
+    @property
+    def poll_s(self) -> float:
+        """Folder polling interval (s)."""
+        return self.watcher.poll_s
+
+    @property
+    def sidecar_grace_s(self) -> float:
+        """Grace period for sidecars (s)."""
+        return self.watcher.sidecar_grace_s
+
+    @property
+    def n_bands(self) -> int:
+        """Number of row (and column) bands in ``read()``."""
+        return self.reducer.n_bands
 
     # ------------------------------------------------------------------ bluesky interface
     def trigger(self) -> DeviceStatus:
         """Wait (in a thread) for a new complete export, read it, write the asset.
 
         The status fails with :class:`lltolab.formats.ExportFormatError` (malformed export:
-        nothing is updated or written) or :class:`lltolab.comm.InstrumentTimeout`.
+        nothing is updated or written, the export is set aside),
+        :class:`lltolab.comm.InstrumentTimeout` or :class:`lltolab.comm.InstrumentError`
+        (request failed, stopped).
         """
         status = DeviceStatus(self)
         mode = self.mode.get()
         positions = tuple(float(x) for x in np.atleast_1d(self.positions_mm.get()))
-        self._abort.clear()
+        acq = _Acquisition(status, mode, positions or None)
+        previous, self._current = self._current, acq
+        if previous is not None:
+            self._cancel(previous, InstrumentError(
+                f"{self.name}: acquisition superseded by a new trigger"), join=False)
         self._asset_docs.clear()  # documents of an export never read are dropped
-        if self.request is not None:
-            self._mark_present_as_seen()
-        worker = threading.Thread(
-            target=self._acquire, args=(status, mode, positions or None),
-            name=f"{self.name}-trigger", daemon=True,
+        acq.worker = threading.Thread(
+            target=self._run, args=(acq, previous), name=f"{self.name}-trigger", daemon=True,
         )
-        worker.start()
+        acq.worker.start()
         return status
 
     def stop(self, *, success: bool = False) -> None:
-        """Abandon a pending trigger (its status fails)."""
-        self._abort.set()
+        """End the acquisition in flight now (its status fails unless ``success``)."""
+        acq = self._current
+        if acq is not None:
+            self._cancel(acq, None if success else InstrumentError(
+                f"{self.name}: trigger stopped before an export arrived"))
         super().stop(success=success)
+
+    def pause(self) -> None:
+        """End the acquisition in flight without failing its status (RunEngine suspend or
+        pause: the plan repeats the trigger from its checkpoint on resume)."""
+        acq = self._current
+        if acq is not None:
+            self._cancel(acq, None)
+        super().pause()
 
     def read(self) -> dict[str, dict[str, Any]]:
         keys = self._read_keys()
@@ -299,6 +391,14 @@ class SurfaceLabExport(Device):
         return self._n_acquired
 
     # ------------------------------------------------------------------ internals
+    def _cancel(self, acq: _Acquisition, exc: BaseException | None, *,
+                join: bool = True) -> None:
+        acq.cancelled.set()
+        acq.end(exc)
+        worker = acq.worker
+        if join and worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=self.poll_s + _STOP_JOIN_S)
+
     def _band_values(self) -> dict[str, float]:
         out = {}
         for label, values in (("row", self.row_band_means), ("column", self.column_band_means)):
@@ -310,203 +410,114 @@ class SurfaceLabExport(Device):
         attrs = _IMAGE_READ if self.mode.get() == "image" else _PROFILE_READ
         return {getattr(self, a).name for a in attrs}
 
-    def _exports(self) -> list[Path]:
-        return sorted(p for p in self.export_folder.glob(self.image_pattern) if p.is_file())
-
-    def _identity(self, path: Path) -> tuple[int, int] | None:
+    def _run(self, acq: _Acquisition, previous: _Acquisition | None) -> None:
         try:
-            st = path.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_size
+            self._acquire(acq, previous)
+        except Exception as exc:  # noqa: BLE001 - surfaced through the status
+            acq.end(exc)
 
-    def _mark_present_as_seen(self) -> None:
-        for p in self._exports():
-            ident = self._identity(p)
-            if ident is not None:
-                self._seen[p] = ident
-
-    def _acquire(
-        self, status: DeviceStatus, mode: str, positions: tuple[float, ...] | None
-    ) -> None:
-        request_error: list[BaseException] = []
+    def _acquire(self, acq: _Acquisition, previous: _Acquisition | None) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        if previous is not None:
+            # an interrupted acquisition must be over (its request returned) before the
+            # repeat starts, and what it exported is not this trigger's image
+            for thread in previous.threads_alive():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if previous.threads_alive():
+                raise InstrumentTimeout(
+                    f"{self.name}: the interrupted acquisition's request did not return "
+                    f"within {self.timeout_s:g} s"
+                )
+            if self.request is not None:
+                self.watcher.mark_present_as_seen()
+        if acq.cancelled.is_set():
+            return
         if self.request is not None:
+            self.watcher.mark_present_as_seen()
             hook = self.request
 
             def run_request() -> None:
                 try:
-                    hook(mode, positions)
-                except Exception as exc:  # noqa: BLE001 - re-raised by the poller
-                    request_error.append(exc)
+                    hook(acq.mode, acq.positions)
+                except Exception as exc:  # noqa: BLE001 - re-raised by the waiter
+                    acq.request_error.append(exc)
 
-            threading.Thread(target=run_request, name=f"{self.name}-request",
-                             daemon=True).start()
-        try:
-            self._wait_and_convert(mode, positions, request_error)
-        except Exception as exc:  # noqa: BLE001 - surfaced through the status
-            status.set_exception(exc)
-        else:
-            status.set_finished()
+            acq.request_thread = threading.Thread(target=run_request,
+                                                  name=f"{self.name}-request", daemon=True)
+            acq.request_thread.start()
 
-    def _wait_and_convert(
-        self, mode: str, positions: tuple[float, ...] | None,
-        request_error: list[BaseException],
-    ) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        waiting: dict[Path, str] = {}
-        while True:
-            if request_error:
+        def check() -> None:
+            if acq.request_error:
+                err = acq.request_error[0]
                 raise InstrumentError(
-                    f"{self.name}: the acquisition request failed: {request_error[0]}"
-                ) from request_error[0]
-            if self._abort.is_set():
-                raise InstrumentError(f"{self.name}: trigger stopped before an export arrived")
-            for path in self._exports():
-                ident = self._identity(path)
-                if ident is None or self._seen.get(path) == ident:
-                    continue
-                ready = self._check_ready(path, ident, mode, waiting)
-                if ready:
-                    self._seen[path] = ident
-                    self._convert(path, mode, positions)
-                    return
-            if time.monotonic() > deadline:
-                detail = "; ".join(f"{p.name}: {why}" for p, why in waiting.items())
-                raise InstrumentTimeout(
-                    f"{self.name}: no new complete {mode} export matching {self.image_pattern!r} "
-                    f"in {self.export_folder} within {self.timeout_s:g} s"
-                    + (f" (pending: {detail})" if detail else "")
-                )
-            time.sleep(self.poll_s)
+                    f"{self.name}: the acquisition request failed: {err}") from err
 
-    def _check_ready(
-        self, path: Path, ident: tuple[int, int], mode: str, waiting: dict[Path, str]
-    ) -> bool:
-        """True when ``path`` is a complete export of ``mode`` with its sidecar.
-
-        Raises ExportFormatError for defects waiting cannot repair (the file is then marked
-        seen so a later trigger does not trip over it again).
-        """
         try:
-            state, size, expected = bif6_status(path)
-        except FileNotFoundError:
-            return False
-        except ExportFormatError:
-            self._seen[path] = ident
-            raise
-        if state != "complete":
-            waiting[path] = f"incomplete, {size} of {expected or '?'} bytes"
-            return False
-        sc = sidecar_path_for(path, self.sidecar_pattern)
-        age = time.time() - ident[0] / 1e9
-        if not sc.exists():
-            if age > self.sidecar_grace_s:
-                self._seen[path] = ident
-                raise ExportFormatError(
-                    path, f"sidecar missing: no {sc.name} within {self.sidecar_grace_s:g} s"
-                )
-            waiting[path] = f"complete, waiting for sidecar {sc.name}"
-            return False
-        try:
-            sidecar = read_sidecar(sc)
-        except ExportFormatError:
-            sc_age = time.time() - sc.stat().st_mtime
-            if sc_age <= self.sidecar_grace_s:  # may still be being written
-                waiting[path] = f"sidecar {sc.name} not yet valid"
-                return False
-            self._seen[path] = ident
-            raise
-        if sidecar.kind != mode:
-            waiting.pop(path, None)
-            return False  # an export of the other kind: left for a trigger in that mode
-        return True
+            ready = self.watcher.wait(acq.mode, deadline=deadline, cancelled=acq.cancelled,
+                                      check=check, what=self.name)
+        except InstrumentTimeout as exc:
+            raise InstrumentTimeout(f"{exc} (timeout_s = {self.timeout_s:g} s)") from None
+        if ready is None:
+            return  # ended by stop() / pause()
+        self.watcher.mark_seen(ready)
+        export, reduction = self._read_and_reduce(ready, acq)
+        asset = self.asset_writer.write(export, reduction.arrays)
+        docs = self.asset_writer.documents(asset, self.name, reduction.arrays)
+        with acq.lock:
+            if acq.ended:  # stopped meanwhile: publish nothing, leave no orphan asset
+                asset.unlink(missing_ok=True)
+                return
+            self._publish(export, reduction, asset, docs)
+        acq.end(None)
 
-    def _convert(self, path: Path, mode: str, positions: tuple[float, ...] | None) -> None:
-        export = read_export(path, sidecar_pattern=self.sidecar_pattern)
-        im6 = export.select(**self.li6)
-        im7 = export.select(**self.li7)
-        if im6 is im7:
-            raise ExportFormatError(path, "6Li and 7Li selection picked the same image")
-        i6, i7 = im6.counts, im7.counts
-        sc = export.sidecar
-        n = sc.pulses_per_pixel
-        c, saturated = isotope_fraction_map(i6, i7, n)
-        if mode == "line_profile":
-            x = np.asarray(sc.positions_mm, dtype=float)
-            if positions is not None and (
-                len(positions) != len(x) or not np.allclose(positions, x, atol=1e-6)
-            ):
-                raise ExportFormatError(
-                    export.sidecar_path,
-                    f"line-profile positions {list(x)} mm contradict the requested "
-                    f"{list(positions)} mm",
-                )
-            profile = LineProfile(x, c[0].copy(), i6[0].copy(), i7[0].copy())
-            arrays = {"profile_x_mm": profile.x_mm, "profile_c": profile.c,
-                      "profile_li6_counts": profile.li6_counts,
-                      "profile_li7_counts": profile.li7_counts}
-            asset = self._write_asset(export, arrays)
-            self._publish_common(export, int(saturated.sum()))
-            self.n_points.put(len(x))
-            self.last_profile = profile
+    def _read_and_reduce(
+        self, ready: ReadyExport, acq: _Acquisition
+    ) -> tuple[SimsExport, Reduction]:
+        try:
+            export = read_export(
+                ready.bif6_path, sidecar_pattern=self.watcher.sidecar_pattern or "{stem}.json",
+                fallback=self.fallback if ready.sidecar_path is None else None,
+                kind=acq.mode, positions_mm=acq.positions,
+            )
+            return export, self.reducer.reduce(export, acq.mode, acq.positions)
+        except ExportFormatError as exc:
+            raise self.watcher.set_aside(ready.bif6_path, exc.defect) from None
+
+    def _publish(self, export: SimsExport, red: Reduction, asset: Path,
+                 docs: Sequence[tuple[str, dict]]) -> None:
+        """Signals, band means and documents of a finished acquisition (caller holds the
+        acquisition's lock)."""
+        meta = export.metadata
+        self.source_file.put(str(export.bif6_path))
+        self.saturated_pixels.put(red.saturated_pixels)
+        self.stage_temperature_K.put(float(meta.stage_temperature_K))
+        self.start_time.put(meta.start_time)
+        self.end_time.put(meta.end_time)
+        self.metadata_source.put(meta.source)
+        self.field_of_view_x_um.put(float(meta.field_of_view_um[0]))
+        self.field_of_view_y_um.put(float(meta.field_of_view_um[1]))
+        self.pixels_x.put(int(meta.pixels[0]))
+        self.pixels_y.put(int(meta.pixels[1]))
+        self.shots_per_pixel.put(meta.shots_per_pixel)
+        self.scans.put(meta.scans)
+        self.pulses_per_pixel.put(meta.pulses_per_pixel)
+        self.primary_species.put(meta.primary_species)
+        self.primary_energy_keV.put(float(meta.primary_energy_keV))
+        self.primary_current_pA.put(float(meta.primary_current_pA))
+        self.dose_ions_per_cm2.put(float(meta.dose_ions_per_cm2))
+        if red.mode == "line_profile":
+            assert red.profile is not None
+            self.n_points.put(len(red.profile.x_mm))
+            self.last_profile = red.profile
         else:
-            asset = self._write_asset(
-                export, {"li6_counts": i6, "li7_counts": i7, "c_fraction": c})
-            finite = c[np.isfinite(c)]
-            self._publish_common(export, int(saturated.sum()))
-            self.mean_c.put(float(finite.mean()) if finite.size else math.nan)
-            self.li6_total.put(int(i6.sum(dtype=np.int64)))
-            self.li7_total.put(int(i7.sum(dtype=np.int64)))
-            self.row_band_means = band_means(c, self.n_bands, axis=0)
-            self.column_band_means = band_means(c, self.n_bands, axis=1)
+            self.mean_c.put(red.mean_c)
+            self.li6_total.put(red.li6_total)
+            self.li7_total.put(red.li7_total)
+            self.row_band_means = red.row_band_means
+            self.column_band_means = red.column_band_means
             self._band_timestamp = time.time()
-            arrays = {"li6_counts": i6, "li7_counts": i7, "c_fraction": c}
-        shape = np.shape(next(iter(arrays.values())))
-        self._shapes[mode] = shape
-        self._stash_asset_docs(asset, arrays, shape)
+        self._shapes[red.mode] = red.shape
+        self._asset_docs.extend(docs)
         self._n_acquired += 1
         self.last_export = export
         self.last_asset = asset
-
-    def _publish_common(self, export: SimsExport, n_saturated: int) -> None:
-        sc = export.sidecar
-        self.source_file.put(str(export.bif6_path))
-        self.saturated_pixels.put(n_saturated)
-        self.stage_temperature_K.put(float(sc.stage_temperature_K))
-        self.start_time.put(sc.start_time)
-        self.end_time.put(sc.end_time)
-        self.field_of_view_x_um.put(float(sc.field_of_view_um[0]))
-        self.field_of_view_y_um.put(float(sc.field_of_view_um[1]))
-        self.pixels_x.put(int(sc.pixels[0]))
-        self.pixels_y.put(int(sc.pixels[1]))
-        self.shots_per_pixel.put(sc.shots_per_pixel)
-        self.scans.put(sc.scans)
-        self.pulses_per_pixel.put(sc.pulses_per_pixel)
-        self.primary_species.put(sc.primary_species)
-        self.primary_energy_keV.put(float(sc.primary_energy_keV))
-        self.primary_current_pA.put(float(sc.primary_current_pA))
-        self.dose_ions_per_cm2.put(float(sc.dose_ions_per_cm2))
-
-    def _write_asset(self, export: SimsExport, arrays: Mapping[str, np.ndarray]) -> Path:
-        self.asset_dir.mkdir(parents=True, exist_ok=True)
-        dest = self.asset_dir / f"{export.bif6_path.stem}_{uuid.uuid4().hex[:12]}.h5"
-        return write_sims_asset(
-            dest, arrays,
-            attrs={"bif6_path": str(export.bif6_path),
-                   "sidecar_path": str(export.sidecar_path),
-                   "sidecar": export.sidecar.to_dict()},
-        )
-
-    def _stash_asset_docs(
-        self, asset: Path, arrays: Mapping[str, np.ndarray], shape: Sequence[int]
-    ) -> None:
-        for ds in arrays:
-            bundle = compose_stream_resource(
-                mimetype=SIMS_ASSET_MIMETYPE,
-                uri=f"file://localhost{asset.resolve()}",
-                data_key=f"{self.name}_{ds}",
-                parameters={"dataset": f"/{ds}", "chunk_shape": [1, *shape]},
-            )
-            self._asset_docs.append(("stream_resource", bundle.stream_resource_doc))
-            datum = bundle.compose_stream_datum(indices={"start": 0, "stop": 1})
-            self._asset_docs.append(("stream_datum", datum))

@@ -6,6 +6,7 @@ Imports nothing else of lltolab.
 from ._bif6 import (
     BIF6_HEADER_BYTES,
     BIF6_MAGIC,
+    BIF6_MAX_BYTES,
     BIF6_MAX_PIXELS,
     Bif6Header,
     Bif6Image,
@@ -17,7 +18,7 @@ from ._bif6 import (
 )
 from ._counting import dead_time_correct, isotope_fraction_map
 from ._errors import ExportFormatError
-from ._export import SimsExport, read_export, select_peak
+from ._export import ExportMetadata, MetadataFallback, SimsExport, read_export, select_peak
 from ._hdf5 import (
     SIMS_ASSET_DATASETS,
     SIMS_ASSET_MIMETYPE,
@@ -26,11 +27,20 @@ from ._hdf5 import (
     read_sims_asset,
     write_sims_asset,
 )
-from ._sidecar import SIDECAR_FORMAT, SimsSidecar, read_sidecar, sidecar_path_for, write_sidecar
+from ._sidecar import (
+    SIDECAR_FORMAT,
+    SIDECAR_MAX_BYTES,
+    SIDECAR_MAX_DEPTH,
+    SimsSidecar,
+    read_sidecar,
+    sidecar_path_for,
+    write_sidecar,
+)
 
 __all__ = [
     "BIF6_HEADER_BYTES",
     "BIF6_MAGIC",
+    "BIF6_MAX_BYTES",
     "BIF6_MAX_PIXELS",
     "Bif6Header",
     "Bif6Image",
@@ -42,6 +52,8 @@ __all__ = [
     "dead_time_correct",
     "isotope_fraction_map",
     "ExportFormatError",
+    "ExportMetadata",
+    "MetadataFallback",
     "SimsExport",
     "read_export",
     "select_peak",
@@ -52,6 +64,8 @@ __all__ = [
     "read_sims_asset",
     "write_sims_asset",
     "SIDECAR_FORMAT",
+    "SIDECAR_MAX_BYTES",
+    "SIDECAR_MAX_DEPTH",
     "SimsSidecar",
     "read_sidecar",
     "sidecar_path_for",

@@ -14,7 +14,8 @@ Layout (see docs of the project, design.md)::
     +16 uint32    nx * ny counts, row-major, x fastest
 
 A file is complete only at 12 + n * (16 + 4 * nx * ny) bytes. BIF6 holds no pixel size, field
-of view or dose (see the sidecar).
+of view or dose (see the sidecar). A header implying more than :data:`BIF6_MAX_BYTES` is
+rejected before anything past it is read, and images are read one at a time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -34,6 +36,7 @@ __all__ = [
     "BIF6_MAGIC",
     "BIF6_HEADER_BYTES",
     "BIF6_MAX_PIXELS",
+    "BIF6_MAX_BYTES",
     "Bif6Image",
     "Bif6Header",
     "bif6_expected_size",
@@ -51,6 +54,8 @@ _FILE_HEADER = struct.Struct("<6sHHH")
 BIF6_MAX_PIXELS = 4096 * 4096
 #: Largest accepted number of images (peaks) in one export.
 BIF6_MAX_IMAGES = 1024
+#: Largest accepted file (bytes, 1 GiB: e.g. 16 images of 4096 x 4096 pixels).
+BIF6_MAX_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,12 @@ def _check_dimensions(path: Path | str, n: int, nx: int, ny: int) -> None:
         raise ExportFormatError(
             path, f"absurd dimensions: nx*ny={nx * ny} pixels (limit {BIF6_MAX_PIXELS})"
         )
+    size = bif6_expected_size(n, nx, ny)
+    if size > BIF6_MAX_BYTES:
+        raise ExportFormatError(
+            path, f"absurd dimensions: the header implies {size} bytes "
+            f"(limit {BIF6_MAX_BYTES} bytes)"
+        )
 
 
 def _parse_header(path: Path | str, head: bytes) -> Bif6Header:
@@ -141,7 +152,7 @@ def read_bif6_header(path: str | os.PathLike[str]) -> Bif6Header:
         Wrong magic, a file shorter than the header, or absurd dimensions.
     """
     p = Path(path)
-    with p.open("rb") as fh:
+    with _open(p) as fh:
         head = fh.read(BIF6_HEADER_BYTES)
     return _parse_header(p, head)
 
@@ -160,13 +171,13 @@ def bif6_status(path: str | os.PathLike[str]) -> tuple[str, int, int]:
     Raises
     ------
     ExportFormatError
-        Defects that no amount of waiting repairs: wrong magic, absurd dimensions, or a file
-        larger than its header allows.
+        Defects that no amount of waiting repairs: wrong magic, absurd dimensions, a file
+        larger than its header allows, or a path that cannot be read as a file.
     FileNotFoundError
         The file vanished.
     """
     p = Path(path)
-    with p.open("rb") as fh:
+    with _open(p) as fh:
         head = fh.read(BIF6_HEADER_BYTES)
         size = os.fstat(fh.fileno()).st_size
     if head[: len(BIF6_MAGIC)] != BIF6_MAGIC[: len(head)]:
@@ -203,39 +214,54 @@ def read_bif6(path: str | os.PathLike[str]) -> list[Bif6Image]:
         non-finite or inverted mass windows.
     """
     p = Path(path)
-    data = p.read_bytes()
-    header = _parse_header(p, data[:BIF6_HEADER_BYTES])
-    expected = header.expected_size
-    if len(data) < expected:
-        raise ExportFormatError(
-            p, f"truncated: {len(data)} bytes of the {expected} the header implies"
-        )
-    if len(data) > expected:
-        raise ExportFormatError(
-            p,
-            f"sizes inconsistent with header: {len(data)} bytes, but n={header.n_images}, "
-            f"nx={header.nx}, ny={header.ny} imply {expected} bytes",
-        )
-    npix = header.nx * header.ny
-    images: list[Bif6Image] = []
-    offset = BIF6_HEADER_BYTES
-    for k in range(header.n_images):
-        peak_id, centre, lower, upper = _IMAGE_HEADER.unpack_from(data, offset)
-        if not all(math.isfinite(v) for v in (centre, lower, upper)):
-            raise ExportFormatError(p, f"image {k} (peak {peak_id}): non-finite mass window")
-        if not lower <= upper:
+    with _open(p) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        header = _parse_header(p, fh.read(BIF6_HEADER_BYTES))
+        expected = header.expected_size
+        if size < expected:
             raise ExportFormatError(
-                p, f"image {k} (peak {peak_id}): lower mass {lower} u > upper mass {upper} u"
+                p, f"truncated: {size} bytes of the {expected} the header implies"
             )
-        counts = np.frombuffer(data, dtype="<u4", count=npix, offset=offset + 16)
-        images.append(
-            Bif6Image(
-                int(peak_id), float(centre), float(lower), float(upper),
-                counts.astype(np.uint32).reshape(header.ny, header.nx),
+        if size > expected:
+            raise ExportFormatError(
+                p,
+                f"sizes inconsistent with header: {size} bytes, but n={header.n_images}, "
+                f"nx={header.nx}, ny={header.ny} imply {expected} bytes",
             )
-        )
-        offset += 16 + 4 * npix
+        npix = header.nx * header.ny
+        images: list[Bif6Image] = []
+        for k in range(header.n_images):
+            head = fh.read(_IMAGE_HEADER.size)
+            counts = np.fromfile(fh, dtype="<u4", count=npix)
+            if len(head) < _IMAGE_HEADER.size or counts.size < npix:
+                raise ExportFormatError(p, f"truncated while reading image {k} (file shrank)")
+            peak_id, centre, lower, upper = _IMAGE_HEADER.unpack(head)
+            if not all(math.isfinite(v) for v in (centre, lower, upper)):
+                raise ExportFormatError(p, f"image {k} (peak {peak_id}): non-finite mass window")
+            if not lower <= upper:
+                raise ExportFormatError(
+                    p, f"image {k} (peak {peak_id}): lower mass {lower} u > upper mass {upper} u"
+                )
+            images.append(
+                Bif6Image(
+                    int(peak_id), float(centre), float(lower), float(upper),
+                    counts.astype(np.uint32).reshape(header.ny, header.nx),
+                )
+            )
     return images
+
+
+def _open(p: Path) -> BinaryIO:
+    """``p`` opened for binary reading; unreadable paths (a folder, no permission) as
+    ExportFormatError, a vanished file as FileNotFoundError."""
+    try:
+        return p.open("rb")
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise ExportFormatError(p, "is a directory, not a BIF6 file") from None
+    except OSError as exc:
+        raise ExportFormatError(p, f"cannot be read ({exc.strerror or exc})") from None
 
 
 def write_bif6(path: str | os.PathLike[str], images: Sequence[Bif6Image]) -> int:

@@ -36,6 +36,8 @@ from ._errors import ExportFormatError
 
 __all__ = [
     "SIDECAR_FORMAT",
+    "SIDECAR_MAX_BYTES",
+    "SIDECAR_MAX_DEPTH",
     "SimsSidecar",
     "read_sidecar",
     "write_sidecar",
@@ -45,6 +47,27 @@ __all__ = [
 SIDECAR_FORMAT = "lltolab.sims-sidecar"
 _VERSION = 1
 _KINDS = ("image", "line_profile")
+#: Largest sidecar accepted (bytes); a real one is under 2 kB.
+SIDECAR_MAX_BYTES = 1 << 20
+#: Deepest nesting of JSON arrays/objects accepted (the sidecar itself is 2 deep).
+SIDECAR_MAX_DEPTH = 32
+#: Longest integer literal accepted (digits); larger ones are no physical quantity.
+SIDECAR_MAX_INT_DIGITS = 40
+
+
+def _is_int(v: Any) -> bool:
+    """An integer that is not a boolean (JSON ``true`` is not 1)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    """A finite int or float that is not a boolean (and not too large for a float)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -141,39 +164,44 @@ def _parse_time(text: str) -> datetime:
 def _defects(s: SimsSidecar) -> list[str]:
     """Every inconsistency of a sidecar, in words (empty when it is sound)."""
     out: list[str] = []
-    if s.kind not in _KINDS:
+    if not isinstance(s.kind, str) or s.kind not in _KINDS:
         out.append(f"kind {s.kind!r} is not one of {_KINDS}")
-    if not s.bif6 or Path(s.bif6).name != s.bif6:
+    if not isinstance(s.bif6, str) or not s.bif6 or Path(s.bif6).name != s.bif6:
         out.append(f"bif6 must be a bare file name, got {s.bif6!r}")
     fov = s.field_of_view_um
-    if len(fov) != 2 or not all(math.isfinite(v) and 0 < v <= 1e5 for v in fov):
+    if not (isinstance(fov, tuple | list) and len(fov) == 2
+            and all(_is_real(v) and 0 < v <= 1e5 for v in fov)):
         out.append(f"field_of_view_um must be two numbers in (0, 1e5] µm, got {fov!r}")
     px = s.pixels
-    if len(px) != 2 or not all(isinstance(v, int) and 1 <= v <= 65535 for v in px):
+    if not (isinstance(px, tuple | list) and len(px) == 2
+            and all(_is_int(v) and 1 <= v <= 65535 for v in px)):
         out.append(f"pixels must be two integers in [1, 65535], got {px!r}")
+        px = ()
     for name in ("shots_per_pixel", "scans", "pulses_per_pixel"):
         v = getattr(s, name)
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            out.append(f"{name} must be an integer >= 1, got {v!r}")
+        if not (_is_int(v) and 1 <= v <= 2**53):
+            out.append(f"{name} must be an integer in [1, 2**53], got {v!r}")
     if not out and s.pulses_per_pixel != s.shots_per_pixel * s.scans:
         out.append(
             f"pulses_per_pixel={s.pulses_per_pixel} contradicts shots_per_pixel * scans = "
             f"{s.shots_per_pixel} * {s.scans} = {s.shots_per_pixel * s.scans}"
         )
-    if not s.primary_species:
-        out.append("primary_species is empty")
+    if not isinstance(s.primary_species, str) or not s.primary_species:
+        out.append(f"primary_species must be a non-empty string, got {s.primary_species!r}")
     for name, hi in (
         ("primary_energy_keV", 1e3),
         ("primary_current_pA", 1e6),
         ("dose_ions_per_cm2", 1e20),
     ):
         v = getattr(s, name)
-        if not (isinstance(v, int | float) and math.isfinite(v) and 0 <= v <= hi):
+        if not (_is_real(v) and 0 <= v <= hi):
             out.append(f"{name} must be a finite number in [0, {hi:g}], got {v!r}")
     t = s.stage_temperature_K
-    if not (isinstance(t, int | float) and math.isfinite(t) and 0 < t < 2000):
+    if not (_is_real(t) and 0 < t < 2000):
         out.append(f"stage_temperature_K must be in (0, 2000) K, got {t!r}")
     try:
+        if not (isinstance(s.start_time, str) and isinstance(s.end_time, str)):
+            raise TypeError("timestamps must be strings")
         if _parse_time(s.end_time) < _parse_time(s.start_time):
             out.append(f"end_time {s.end_time} is before start_time {s.start_time}")
     except (TypeError, ValueError) as exc:
@@ -183,7 +211,7 @@ def _defects(s: SimsSidecar) -> list[str]:
         if pos is None:
             out.append("a line profile needs positions_mm")
         else:
-            if not all(isinstance(v, int | float) and math.isfinite(v) for v in pos):
+            if not all(_is_real(v) for v in pos):
                 out.append("positions_mm must be finite numbers")
             if len(px) == 2 and (len(pos) != px[0] or px[1] != 1):
                 out.append(
@@ -222,33 +250,34 @@ def read_sidecar(path: str | os.PathLike[str]) -> SimsSidecar:
     Raises
     ------
     ExportFormatError
-        Missing file, invalid JSON, wrong format tag, missing fields or contradictory values
-        (the message names the file and every defect found).
+        Missing file, a directory, a file larger than :data:`SIDECAR_MAX_BYTES`, text that is
+        not UTF-8, invalid JSON, nesting deeper than :data:`SIDECAR_MAX_DEPTH`, an integer
+        of more than :data:`SIDECAR_MAX_INT_DIGITS` digits, NaN/Infinity, wrong format tag,
+        missing fields or contradictory values (the message names the file and every defect
+        found). Booleans are never taken as numbers.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ExportFormatError(p, "sidecar missing") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ExportFormatError(p, f"sidecar is not valid JSON ({exc})") from None
+    raw = _load_json(p)
     if not isinstance(raw, dict):
         raise ExportFormatError(p, "sidecar must hold a JSON object")
     if raw.get("format") != SIDECAR_FORMAT:
         raise ExportFormatError(
-            p, f"sidecar format tag {raw.get('format')!r}, expected {SIDECAR_FORMAT!r}"
+            p, f"sidecar format tag {_short(raw.get('format'))}, expected {SIDECAR_FORMAT!r}"
         )
-    if raw.get("version") != _VERSION:
-        raise ExportFormatError(p, f"unsupported sidecar version {raw.get('version')!r}")
+    if not (_is_int(raw.get("version")) and raw.get("version") == _VERSION):
+        raise ExportFormatError(p, f"unsupported sidecar version {_short(raw.get('version'))}")
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise ExportFormatError(p, f"sidecar lacks fields {missing}")
     known = set(_REQUIRED) | {"format", "version", "positions_mm", "extra"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ExportFormatError(p, f"sidecar has unknown fields {unknown}")
+        raise ExportFormatError(p, f"sidecar has unknown fields {[_short(u) for u in unknown]}")
+    for key in ("field_of_view_um", "pixels", "positions_mm"):
+        if key in raw and raw[key] is not None and not isinstance(raw[key], list):
+            raise ExportFormatError(p, f"{key} must be a JSON array, got {_short(raw[key])}")
+    if not isinstance(raw.get("extra", {}), dict):
+        raise ExportFormatError(p, "extra must be a JSON object")
     try:
         pos = raw.get("positions_mm")
         sidecar = SimsSidecar(
@@ -269,6 +298,84 @@ def read_sidecar(path: str | os.PathLike[str]) -> SimsSidecar:
             positions_mm=None if pos is None else tuple(pos),
             extra=raw.get("extra", {}),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ExportFormatError(p, f"contradictory or invalid sidecar: {exc}") from None
     return sidecar
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters (a defect message never echoes a whole file)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > SIDECAR_MAX_INT_DIGITS:
+        raise ValueError(
+            f"an integer of {len(text.lstrip('-'))} digits (limit {SIDECAR_MAX_INT_DIGITS})"
+        )
+    return int(text)
+
+
+def _reject_constant(text: str) -> float:
+    raise ValueError(f"{text} is not a number JSON allows")
+
+
+def _load_json(p: Path) -> Any:
+    """The parsed JSON of sidecar ``p``; every defect as ExportFormatError."""
+    if p.is_dir():
+        raise ExportFormatError(p, "sidecar is a directory, not a file")
+    try:
+        with p.open("rb") as fh:
+            blob = fh.read(SIDECAR_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise ExportFormatError(p, "sidecar missing") from None
+    except OSError as exc:
+        raise ExportFormatError(p, f"sidecar cannot be read ({exc.strerror or exc})") from None
+    if len(blob) > SIDECAR_MAX_BYTES:
+        raise ExportFormatError(p, f"sidecar larger than {SIDECAR_MAX_BYTES} bytes")
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExportFormatError(
+            p, f"sidecar is not UTF-8 text (byte 0x{blob[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    try:
+        raw = json.loads(text, parse_int=_parse_int, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ExportFormatError(p, f"sidecar is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ExportFormatError(
+            p, f"sidecar is not valid JSON (nested deeper than {SIDECAR_MAX_DEPTH} levels)"
+        ) from None
+    except ValueError as exc:
+        raise ExportFormatError(p, f"sidecar is not valid JSON ({exc})") from None
+    defect = _content_defect(raw)
+    if defect:
+        raise ExportFormatError(p, defect)
+    return raw
+
+
+def _content_defect(value: Any) -> str:
+    """What makes parsed JSON unfit to carry on (too deep, odd text), or ``""``."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth > SIDECAR_MAX_DEPTH:
+                return f"sidecar nested deeper than {SIDECAR_MAX_DEPTH} levels"
+            items = list(v.items()) if isinstance(v, dict) else [(None, x) for x in v]
+            for key, item in items:
+                if key is not None:
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+        elif isinstance(v, str):
+            if "\x00" in v:
+                return f"sidecar text {_short(v)} holds a NUL character"
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"sidecar text {_short(v)} holds an unpaired surrogate escape"
+        elif isinstance(v, float) and not math.isfinite(v):
+            return f"sidecar holds a number beyond the float range ({v})"
+    return ""
