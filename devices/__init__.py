@@ -2,6 +2,9 @@
 
 from ._cryostage import CryoStage, LakeShoreLink
 from ._exchange_cell import ExchangeCell
+from ._export_assets import ExportAssetWriter
+from ._export_reducer import ExportReducer, LineProfile, Reduction
+from ._export_watcher import ExportWatcher, ReadyExport
 from ._furnace import FURNACE_STATUS_BITS, Furnace
 from ._lab_clock import MAX_WAIT_S, LabClock, TimeSource, WallClock
 from ._operator import (
@@ -16,9 +19,6 @@ from ._operator import (
 )
 from ._sample_handler import SAMPLE_LOCATIONS, SampleHandler
 from ._sample_record import SEGMENT_KEYS, SampleRecord
-from ._export_assets import ExportAssetWriter
-from ._export_reducer import ExportReducer, LineProfile, Reduction
-from ._export_watcher import ExportWatcher, ReadyExport
 from ._surfacelab_export import SurfaceLabExport
 
 __all__: list[str] = ["CryoStage", "LakeShoreLink"]
