@@ -160,7 +160,7 @@ class ExportWatcher:
                 ready = self._check(path, ident, kind, pending)
             except ExportFormatError as exc:
                 pending.pop(path, None)
-                raise self.set_aside(path, exc.defect) from None
+                raise self.set_aside(path, _defect_of(exc, path)) from None
             if ready is not None:
                 pending.pop(path, None)
                 return ready
@@ -309,6 +309,11 @@ class ExportWatcher:
             pending.pop(path, None)
             return None  # an export of the other kind: left for a trigger in that mode
         return ReadyExport(path, ident, sc)
+
+
+def _defect_of(exc: ExportFormatError, export: Path) -> str:
+    """The defect of ``exc``, prefixed by the file's name when it is not ``export`` itself."""
+    return exc.defect if exc.path == export else f"{exc.path.name}: {exc.defect}"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -481,7 +481,9 @@ class SurfaceLabExport(Device):
             )
             return export, self.reducer.reduce(export, acq.mode, acq.positions)
         except ExportFormatError as exc:
-            raise self.watcher.set_aside(ready.bif6_path, exc.defect) from None
+            defect = (exc.defect if exc.path == ready.bif6_path
+                      else f"{exc.path.name}: {exc.defect}")
+            raise self.watcher.set_aside(ready.bif6_path, defect) from None
 
     def _publish(self, export: SimsExport, red: Reduction, asset: Path,
                  docs: Sequence[tuple[str, dict]]) -> None:

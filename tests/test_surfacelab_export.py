@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 import threading
 import time
 from pathlib import Path
@@ -14,22 +16,20 @@ import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
 from ophyd.status import wait as status_wait
-from test_surfacelab_sim import ErfcSample
 
 from lltolab.comm import InstrumentError, InstrumentTimeout
 from lltolab.devices import SurfaceLabExport
 from lltolab.formats import (
     Bif6Image,
     ExportFormatError,
-    SimsSidecar,
     dead_time_correct,
     isotope_fraction_map,
     read_bif6,
     sidecar_path_for,
-    write_bif6,
     write_sidecar,
 )
 from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
+from lltolab.testing import ErfcSample, image_sidecar, write_image_export
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,33 +39,6 @@ def folder(tmp_path: Path) -> Path:
     d = tmp_path / "export"
     d.mkdir()
     return d
-
-
-def _sidecar(name: str, nx: int, ny: int, n: int = 100, **kw) -> SimsSidecar:
-    base = dict(
-        kind="image", bif6=name, field_of_view_um=(50.0, 20.0), pixels=(nx, ny),
-        shots_per_pixel=n, scans=1, pulses_per_pixel=n, primary_species="Bi+",
-        primary_energy_keV=30.0, primary_current_pA=0.5, dose_ions_per_cm2=5e13,
-        stage_temperature_K=163.0, start_time="2024-01-03T11:00:00+00:00",
-        end_time="2024-01-03T16:00:00+00:00",
-    )
-    base.update(kw)
-    return SimsSidecar(**base)
-
-
-def _write_export(folder: Path, name: str = "e1.bif6", nx: int = 16, ny: int = 8,
-                  n: int = 100, seed: int = 0, images=None, sidecar=True) -> Path:
-    rng = np.random.default_rng(seed)
-    if images is None:
-        images = [
-            Bif6Image(1, 6.015, 5.95, 6.08, rng.integers(0, 30, (ny, nx)).astype(np.uint32)),
-            Bif6Image(2, 7.016, 6.95, 7.08, rng.integers(20, 90, (ny, nx)).astype(np.uint32)),
-        ]
-    path = folder / name
-    write_bif6(path, images)
-    if sidecar:
-        write_sidecar(sidecar_path_for(path), _sidecar(name, nx, ny, n))
-    return path
 
 
 def _device(folder: Path, **kw) -> SurfaceLabExport:
@@ -115,9 +88,9 @@ def test_dead_time_correction_values_and_saturation() -> None:
 
 # --------------------------------------------------------------------- trigger / read
 def test_trigger_reads_a_new_export(folder: Path) -> None:
-    _write_export(folder, "old.bif6")  # present at construction: not new
+    write_image_export(folder, "old.bif6")  # present at construction: not new
     det = _device(folder, n_bands=4)
-    path = _write_export(folder, "e1.bif6", seed=1)
+    path = write_image_export(folder, "e1.bif6", seed=1)
     _wait(det.trigger())
     imgs = read_bif6(path)
     c, _ = isotope_fraction_map(imgs[0].counts, imgs[1].counts, 100)
@@ -157,10 +130,10 @@ def test_trigger_reads_a_new_export(folder: Path) -> None:
 
 def test_partially_written_file_is_not_picked_up_until_complete(folder: Path) -> None:
     det = _device(folder)
-    full = _write_export(folder.parent, "e2.bif6", seed=2)
+    full = write_image_export(folder.parent, "e2.bif6", seed=2)
     blob = full.read_bytes()
     target = folder / "e2.bif6"
-    write_sidecar(sidecar_path_for(target), _sidecar("e2.bif6", 16, 8))
+    write_sidecar(sidecar_path_for(target), image_sidecar("e2.bif6", 16, 8))
     status = det.trigger()
     with target.open("wb") as fh:
         for cut in (5, 12, 300, len(blob) - 1):
@@ -176,26 +149,26 @@ def test_partially_written_file_is_not_picked_up_until_complete(folder: Path) ->
 
 def test_complete_file_waits_for_its_sidecar(folder: Path) -> None:
     det = _device(folder, sidecar_grace_s=5.0)
-    path = _write_export(folder, "e3.bif6", sidecar=False)
+    path = write_image_export(folder, "e3.bif6", sidecar=False)
     status = det.trigger()
     time.sleep(0.2)
     assert not status.done
-    write_sidecar(sidecar_path_for(path), _sidecar("e3.bif6", 16, 8))
+    write_sidecar(sidecar_path_for(path), image_sidecar("e3.bif6", 16, 8))
     _wait(status)
     assert status.success
 
 
 def _malformed_cases(folder: Path) -> dict[str, tuple]:
     def wrong_magic():
-        p = _write_export(folder, "m.bif6")
+        p = write_image_export(folder, "m.bif6")
         p.write_bytes(b"\x00\x00BIF5" + p.read_bytes()[6:])
 
     def too_long():
-        p = _write_export(folder, "m.bif6")
+        p = write_image_export(folder, "m.bif6")
         p.write_bytes(p.read_bytes() + b"\x00" * 8)
 
     def absurd():
-        p = _write_export(folder, "m.bif6")
+        p = write_image_export(folder, "m.bif6")
         b = bytearray(p.read_bytes())
         b[8:10] = (0).to_bytes(2, "little")
         p.write_bytes(bytes(b))
@@ -203,21 +176,21 @@ def _malformed_cases(folder: Path) -> dict[str, tuple]:
     def missing_masses():
         img = Bif6Image(5, 23.0, 22.9, 23.1, np.ones((8, 16), np.uint32))
         img7 = Bif6Image(2, 7.016, 6.95, 7.08, np.ones((8, 16), np.uint32))
-        _write_export(folder, "m.bif6", images=[img, img7])
+        write_image_export(folder, "m.bif6", images=[img, img7])
 
     def no_sidecar():
-        _write_export(folder, "m.bif6", sidecar=False)
+        write_image_export(folder, "m.bif6", sidecar=False)
 
     def contradictory():
-        p = _write_export(folder, "m.bif6", sidecar=False)
-        write_sidecar(sidecar_path_for(p), _sidecar("m.bif6", 16, 9))
+        p = write_image_export(folder, "m.bif6", sidecar=False)
+        write_sidecar(sidecar_path_for(p), image_sidecar("m.bif6", 16, 9))
 
     def bad_json():
-        p = _write_export(folder, "m.bif6", sidecar=False)
+        p = write_image_export(folder, "m.bif6", sidecar=False)
         sidecar_path_for(p).write_text('{"format": "lltolab.sims-sidecar", "kind": "im')
 
     def too_many_counts():
-        _write_export(folder, "m.bif6", n=50)
+        write_image_export(folder, "m.bif6", n=50)
 
     return {
         "wrong magic": (wrong_magic, "wrong magic"),
@@ -237,7 +210,7 @@ def _malformed_cases(folder: Path) -> dict[str, tuple]:
 )
 def test_malformed_exports_fail_the_trigger_and_touch_nothing(folder: Path, case) -> None:
     det = _device(folder)
-    good = _write_export(folder, "good.bif6", seed=4)
+    good = write_image_export(folder, "good.bif6", seed=4)
     _wait(det.trigger())
     before = det.read()
     assets_before = sorted(det.asset_dir.iterdir())
@@ -259,14 +232,14 @@ def test_malformed_exports_fail_the_trigger_and_touch_nothing(folder: Path, case
     assert list(det.collect_asset_docs()) == []
     assert good.exists()
     # the bad export is not retried; a following good one is read
-    _write_export(folder, "next.bif6", seed=5)
+    write_image_export(folder, "next.bif6", seed=5)
     _wait(det.trigger())
     assert det.read()["sims_source_file"]["value"].endswith("next.bif6")
 
 
 def test_truncated_export_times_out_naming_it(folder: Path) -> None:
     det = _device(folder, timeout_s=0.4)
-    p = _write_export(folder, "t.bif6")
+    p = write_image_export(folder, "t.bif6")
     p.write_bytes(p.read_bytes()[:-10])
     with pytest.raises(InstrumentTimeout, match=r"t.bif6: incomplete"):
         _wait(det.trigger())
@@ -278,11 +251,11 @@ def test_peak_ids_and_windows_select_images(folder: Path) -> None:
     b = rng.integers(0, 30, (8, 16)).astype(np.uint32)
     imgs = [Bif6Image(11, 7.016, 6.95, 7.08, b), Bif6Image(12, 6.015, 5.95, 6.08, a)]
     det = _device(folder, li6_peak_id=12, li7_window_u=(6.9, 7.1))
-    _write_export(folder, "p.bif6", images=imgs)
+    write_image_export(folder, "p.bif6", images=imgs)
     _wait(det.trigger())
     assert det.read()["sims_li6_total"]["value"] == int(a.sum())
     det2 = _device(folder, li6_peak_id=11)
-    _write_export(folder, "q.bif6", images=imgs)
+    write_image_export(folder, "q.bif6", images=imgs)
     with pytest.raises(ExportFormatError, match="does not contain 6.015"):
         _wait(det2.trigger())
 
@@ -422,7 +395,7 @@ def test_trigger_runs_in_the_background(folder: Path) -> None:
     det = _device(folder)
     status = det.trigger()
     assert not status.done
-    threading.Timer(0.2, lambda: _write_export(folder, "late.bif6")).start()
+    threading.Timer(0.2, lambda: write_image_export(folder, "late.bif6")).start()
     _wait(status)
     assert det.read()["sims_source_file"]["value"].endswith("late.bif6")
 
@@ -527,3 +500,244 @@ def test_image_and_line_profile_in_one_run_on_separate_streams(
     np.testing.assert_array_equal(data["sims_profile_x_mm"][0], [0.0, 0.5, 2.0])
     np.testing.assert_array_equal(data["sims_profile_c"][0], det.last_profile.c)
     assert data["sims_c_fraction"][0].shape == (103, 256)
+
+
+# --------------------------------------------------------------------- plain SurfaceLab exports
+def test_plain_bif6_without_sidecar_is_acquired_with_configured_metadata(folder: Path) -> None:
+    det = _device(folder, field_of_view_um=(500.0, 200.0), n_pulses=100)
+    path = write_image_export(folder, "plain.bif6", seed=7, sidecar=False)
+    status = det.trigger()
+    time.sleep(0.1)
+    assert not status.done  # a sidecar may still come within the grace period
+    _wait(status)
+    imgs = read_bif6(path)
+    c, _ = isotope_fraction_map(imgs[0].counts, imgs[1].counts, 100)
+    r = det.read()
+    assert r["sims_source_file"]["value"] == str(path)
+    assert r["sims_mean_c"]["value"] == pytest.approx(np.nanmean(c))
+    assert math.isnan(r["sims_stage_temperature_K"]["value"])  # unknown without a sidecar
+    cfg = det.read_configuration()
+    assert cfg["sims_metadata_source"]["value"] == "configuration"
+    assert cfg["sims_pulses_per_pixel"]["value"] == 100
+    assert cfg["sims_field_of_view_x_um"]["value"] == 500.0
+    assert cfg["sims_pixels_x"]["value"] == 16 and cfg["sims_pixels_y"]["value"] == 8
+    with h5py.File(det.last_asset) as f:
+        np.testing.assert_array_equal(f["c_fraction"][0], c)
+        assert f.attrs["metadata_source"] == "configuration"
+    # a sidecar, when there is one, wins over the configuration
+    write_image_export(folder, "with_sidecar.bif6", seed=8)
+    _wait(det.trigger())
+    cfg = det.read_configuration()
+    assert cfg["sims_metadata_source"]["value"] == "sidecar"
+    assert cfg["sims_field_of_view_x_um"]["value"] == 50.0
+    assert det.read()["sims_stage_temperature_K"]["value"] == 163.0
+
+
+def test_exports_without_sidecars_need_no_grace_period(folder: Path) -> None:
+    det = _device(folder, sidecar_pattern=None, sidecar_grace_s=60.0,
+                  field_of_view_um=(500.0, 200.0), n_pulses=100)
+    write_image_export(folder, "plain.bif6", sidecar=False)
+    t0 = time.monotonic()
+    _wait(det.trigger())
+    assert time.monotonic() - t0 < 5.0
+    # counts above the configured pulses are a contradiction, named as such
+    write_image_export(folder, "hot.bif6", sidecar=False, images=[
+        Bif6Image(1, 6.015, 5.95, 6.08, np.full((8, 16), 150, np.uint32)),
+        Bif6Image(2, 7.016, 6.95, 7.08, np.full((8, 16), 10, np.uint32))])
+    with pytest.raises(ExportFormatError, match="exceed the configured 100 pulses"):
+        _wait(det.trigger())
+
+
+def test_plain_line_profile_takes_the_requested_positions(folder: Path) -> None:
+    det = _device(folder, sidecar_pattern=None, field_of_view_um=(50.0, 50.0), n_pulses=100)
+    det.mode.put("line_profile")
+    det.positions_mm.put(np.array([0.0, 0.5, 1.0]))
+    rng = np.random.default_rng(3)
+    imgs = [Bif6Image(1, 6.015, 5.95, 6.08, rng.integers(0, 30, (1, 3)).astype(np.uint32)),
+            Bif6Image(2, 7.016, 6.95, 7.08, rng.integers(20, 90, (1, 3)).astype(np.uint32))]
+    write_image_export(folder, "prof.bif6", images=imgs, sidecar=False)
+    _wait(det.trigger())
+    np.testing.assert_array_equal(det.last_profile.x_mm, [0.0, 0.5, 1.0])
+    assert det.read()["sims_n_points"]["value"] == 3
+    det.positions_mm.put(np.array([0.0, 0.5]))
+    write_image_export(folder, "prof2.bif6", images=imgs, sidecar=False)
+    with pytest.raises(ExportFormatError, match="needs the requested positions_mm"):
+        _wait(det.trigger())
+
+
+def test_configured_metadata_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="go together"):
+        SurfaceLabExport(tmp_path, name="s", n_pulses=100)
+    with pytest.raises(ValueError, match="n_pulses must be an integer"):
+        SurfaceLabExport(tmp_path, name="s", field_of_view_um=(5.0, 5.0), n_pulses=True)
+    with pytest.raises(ValueError, match="field_of_view_um"):
+        SurfaceLabExport(tmp_path, name="s", field_of_view_um=(5.0, math.nan), n_pulses=10)
+    with pytest.raises(ValueError, match="sidecar_optional"):
+        SurfaceLabExport(tmp_path, name="s", sidecar_pattern=None)
+    with pytest.raises(ValueError, match="timeout_s"):
+        SurfaceLabExport(tmp_path, name="s", timeout_s=True)
+
+
+# --------------------------------------------------------------------- a blocked export folder
+def _bad_sidecar_cases() -> dict[str, tuple]:
+    """case -> (writes the sidecar of BIF6 ``p``, defect expected in the error)."""
+    def text(content: str | bytes):
+        def make(p: Path) -> None:
+            sc = sidecar_path_for(p)
+            if isinstance(content, bytes):
+                sc.write_bytes(content)
+            else:
+                sc.write_text(content, encoding="utf-8")
+        return make
+
+    good = image_sidecar("m.bif6", 16, 8).to_dict()
+
+    def with_value(key: str, raw: str):
+        d = dict(good)
+        d[key] = "@@"
+        return text(json.dumps(d).replace('"@@"', raw))
+
+    def directory(p: Path) -> None:
+        sidecar_path_for(p).mkdir()
+
+    return {
+        "non_utf8_byte": (text(json.dumps(good).encode().replace(b"Bi+", b"Bi\xff")),
+                          "not UTF-8 text"),
+        "deep_nesting": (with_value("extra", '{"a":' * 5000 + "1" + "}" * 5000),
+                         "nested deeper than"),
+        "moderate_nesting": (with_value("extra", "[" * 40 + "]" * 40), "nested deeper than"),
+        "huge_integer": (with_value("scans", "9" * 5000), "digits"),
+        "huge_float": (with_value("stage_temperature_K", "1e999"), "m.json: .*float range"),
+        "nan": (with_value("stage_temperature_K", "NaN"), "NaN is not a number"),
+        "directory": (directory, "is a directory"),
+        "boolean_temperature": (with_value("stage_temperature_K", "true"),
+                                "stage_temperature_K must be in"),
+        "boolean_pixels": (with_value("pixels", "[true, 8]"), "pixels must be two integers"),
+        "string_array": (with_value("pixels", '"16x8"'), "pixels must be a JSON array"),
+        "lone_surrogate": (with_value("primary_species", '"\\ud800"'), "unpaired surrogate"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_sidecar_cases()))
+def test_bad_sidecar_is_set_aside_and_the_next_export_acquired(folder: Path, case) -> None:
+    make, defect = _bad_sidecar_cases()[case]
+    det = _device(folder)
+    p = write_image_export(folder, "m.bif6", sidecar=False)
+    make(p)
+    status = det.trigger()
+    with pytest.raises(ExportFormatError, match=defect) as info:
+        _wait(status)
+    assert "m." in str(info.value) and "set aside" in str(info.value)
+    rejected = folder / "rejected"
+    assert (rejected / "m.bif6").is_file()
+    assert (rejected / "m.json").exists()
+    reason = (rejected / "m.bif6.reason.txt").read_text()
+    assert "m.bif6" in reason
+    assert not p.exists() and not sidecar_path_for(p).exists()
+    # the folder is not blocked: the next good export is acquired
+    write_image_export(folder, "next.bif6", seed=5)
+    _wait(det.trigger())
+    assert det.read()["sims_source_file"]["value"].endswith("next.bif6")
+
+
+def test_sidecar_caught_mid_write_waits_out_the_grace_period(folder: Path) -> None:
+    det = _device(folder, sidecar_grace_s=3.0)
+    p = write_image_export(folder, "w.bif6", sidecar=False)
+    blob = json.dumps(image_sidecar("w.bif6", 16, 8, primary_species="Bi₃⁺").to_dict(),
+                      ensure_ascii=False)
+    data = blob.encode()
+    cut = data.index("₃".encode()) + 1  # in the middle of a multi-byte UTF-8 character
+    sc = sidecar_path_for(p)
+    sc.write_bytes(data[:cut])
+    status = det.trigger()
+    time.sleep(0.5)
+    assert not status.done  # half a sidecar is not yet a defect
+    sc.write_bytes(data)
+    _wait(status)
+    assert status.success
+    assert det.read_configuration()["sims_primary_species"]["value"] == "Bi₃⁺"
+    # a sidecar that stays broken past the grace period is a defect
+    det = _device(folder, sidecar_grace_s=0.5)
+    p = write_image_export(folder, "x.bif6", sidecar=False)
+    sidecar_path_for(p).write_bytes(data[:cut])
+    t0 = time.monotonic()
+    with pytest.raises(ExportFormatError, match="not UTF-8"):
+        _wait(det.trigger())
+    assert time.monotonic() - t0 >= 0.4
+
+
+def test_symlinks_leading_outside_the_folder_are_not_followed(folder: Path) -> None:
+    outside = folder.parent / "outside"
+    outside.mkdir()
+    target = write_image_export(outside, "secret.bif6", seed=3)
+    det = _device(folder)
+    (folder / "link.bif6").symlink_to(target)
+    with pytest.raises(ExportFormatError, match="symbolic link leading outside"):
+        _wait(det.trigger())
+    assert (folder / "rejected" / "link.bif6").is_symlink()
+    assert target.exists()  # the link was moved, not what it points to
+    # a sidecar link leading outside
+    p = write_image_export(folder, "s.bif6", sidecar=False)
+    sidecar_path_for(p).symlink_to(sidecar_path_for(target))
+    with pytest.raises(ExportFormatError, match="sidecar is a symbolic link leading outside"):
+        _wait(det.trigger())
+    # links inside the folder are fine
+    inner = write_image_export(folder / "rejected", "inner.bif6", seed=4, sidecar=False)
+    (folder / "in.bif6").symlink_to(inner)
+    write_sidecar(folder / "in.json", image_sidecar("in.bif6", 16, 8))
+    _wait(det.trigger())
+    assert det.read()["sims_source_file"]["value"].endswith("in.bif6")
+
+
+def test_bif6_header_claiming_gigabytes_is_rejected_unread(folder: Path) -> None:
+    from lltolab.formats import BIF6_MAGIC
+
+    det = _device(folder)
+    # 100 images of 4096 x 4096: 6.7 GB claimed by a 12-byte file
+    (folder / "huge.bif6").write_bytes(BIF6_MAGIC + struct.pack("<HHH", 100, 4096, 4096))
+    with pytest.raises(ExportFormatError, match="absurd dimensions.*bytes"):
+        _wait(det.trigger())
+    assert (folder / "rejected" / "huge.bif6").exists()
+    write_image_export(folder, "next.bif6")
+    _wait(det.trigger())
+
+
+def test_a_folder_that_cannot_take_the_rejected_export_still_moves_on(folder: Path) -> None:
+    det = _device(folder, rejected_dir=None)
+    p = write_image_export(folder, "m.bif6", sidecar=False)
+    sidecar_path_for(p).write_bytes(b"\xff")
+    with pytest.raises(ExportFormatError, match="not UTF-8"):
+        _wait(det.trigger())
+    assert p.exists()  # left in place, remembered as seen
+    write_image_export(folder, "next.bif6", seed=5)
+    _wait(det.trigger())
+    assert det.read()["sims_source_file"]["value"].endswith("next.bif6")
+
+
+# --------------------------------------------------------------------- stop / pause
+def test_stop_and_pause_end_the_acquisition_in_flight(folder: Path) -> None:
+    release = threading.Event()
+    requested: list[str] = []
+
+    def request(kind, positions):
+        requested.append(kind)
+        release.wait(10)
+        write_image_export(folder, f"r{len(requested)}.bif6", seed=len(requested))
+
+    det = _device(folder, request=request)
+    first = det.trigger()
+    time.sleep(0.1)
+    det.pause()  # what the RunEngine does on suspend: the status ends, without failing
+    assert first.done and first.success
+    second = det.trigger()  # the repeat waits for the interrupted request to return
+    time.sleep(0.2)
+    assert len(requested) == 1 and not second.done
+    release.set()
+    _wait(second)
+    assert second.success and len(requested) == 2
+    # the interrupted acquisition's export is not this trigger's image
+    assert det.read()["sims_source_file"]["value"].endswith("r2.bif6")
+    assert det.get_index() == 1
+    docs = list(det.collect_asset_docs())
+    assert [n for n, _ in docs].count("stream_resource") == 3
+    assert len(list(det.asset_dir.iterdir())) == 1  # no asset of the interrupted acquisition
