@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -255,6 +256,11 @@ def _open(p: Path) -> BinaryIO:
     """``p`` opened for binary reading; unreadable paths (a folder, no permission) as
     ExportFormatError, a vanished file as FileNotFoundError."""
     try:
+        mode = p.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ExportFormatError(p, "is a directory, not a BIF6 file")
+        if not stat.S_ISREG(mode):  # a FIFO or device would block or never end
+            raise ExportFormatError(p, "not a regular file")
         return p.open("rb")
     except FileNotFoundError:
         raise

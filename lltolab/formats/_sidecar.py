@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -323,9 +324,12 @@ def _reject_constant(text: str) -> float:
 
 def _load_json(p: Path) -> Any:
     """The parsed JSON of sidecar ``p``; every defect as ExportFormatError."""
-    if p.is_dir():
-        raise ExportFormatError(p, "sidecar is a directory, not a file")
     try:
+        mode = p.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ExportFormatError(p, "sidecar is a directory, not a file")
+        if not stat.S_ISREG(mode):  # a FIFO or device would block or never end
+            raise ExportFormatError(p, "sidecar is not a regular file")
         with p.open("rb") as fh:
             blob = fh.read(SIDECAR_MAX_BYTES + 1)
     except FileNotFoundError:
