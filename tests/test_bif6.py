@@ -144,3 +144,31 @@ def test_writer_rejects_bad_input(tmp_path: Path) -> None:
     flt = Bif6Image(1, 6.0, 5.9, 6.1, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="integers"):
         write_bif6(p, [flt])
+
+
+def test_header_claiming_gigabytes_is_rejected_before_reading(tmp_path: Path) -> None:
+    from lltolab.formats import BIF6_MAX_BYTES
+
+    p = tmp_path / "huge.bif6"
+    # 60 images of 4096 x 4096 pixels: a 4 GB claim in a 12-byte file
+    p.write_bytes(BIF6_MAGIC + struct.pack("<HHH", 60, 4096, 4096))
+    assert bif6_expected_size(60, 4096, 4096) > BIF6_MAX_BYTES
+    for call in (read_bif6, bif6_status, read_bif6_header):
+        with pytest.raises(ExportFormatError, match="absurd dimensions.*bytes"):
+            call(p)
+    # within the limit, a short file is "truncated" from its size alone
+    p.write_bytes(BIF6_MAGIC + struct.pack("<HHH", 2, 4096, 4096) + b"\x00" * 100)
+    with pytest.raises(ExportFormatError, match="truncated"):
+        read_bif6(p)
+    assert bif6_status(p)[0] == "partial"
+
+
+def test_paths_that_are_no_bif6_file(tmp_path: Path) -> None:
+    d = tmp_path / "dir.bif6"
+    d.mkdir()
+    with pytest.raises(ExportFormatError, match="is a directory"):
+        read_bif6(d)
+    with pytest.raises(ExportFormatError, match="is a directory"):
+        bif6_status(d)
+    with pytest.raises(FileNotFoundError):  # a vanished file stays distinguishable
+        bif6_status(tmp_path / "gone.bif6")

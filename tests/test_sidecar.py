@@ -179,3 +179,100 @@ def test_frozen_sidecar_replace_revalidates() -> None:
     sc = _sidecar()
     with pytest.raises(ValueError, match="contradicts"):
         replace(sc, scans=3)
+
+
+# --------------------------------------------------------------------- a blocked export folder
+def _raw(key: str, literal: str) -> str:
+    """A valid sidecar's JSON with ``key`` set to the JSON ``literal``."""
+    d = _sidecar().to_dict()
+    d[key] = "@@"
+    return json.dumps(d).replace('"@@"', literal)
+
+
+@pytest.mark.parametrize(
+    ("content", "defect"),
+    [
+        pytest.param(_raw("stage_temperature_K", "true"), "stage_temperature_K must be in",
+                     id="boolean_temperature_is_not_1K"),
+        pytest.param(_raw("scans", "true"), "scans must be an integer",
+                     id="boolean_count"),
+        pytest.param(_raw("pixels", "[8, true]"), "pixels must be two integers",
+                     id="boolean_pixel"),
+        pytest.param(_raw("field_of_view_um", "[true, 200]"), "field_of_view_um",
+                     id="boolean_field_of_view"),
+        pytest.param(_raw("primary_energy_keV", "false"), "primary_energy_keV",
+                     id="boolean_energy"),
+        pytest.param(_raw("version", "true"), "unsupported sidecar version",
+                     id="boolean_version"),
+        pytest.param(_raw("scans", "1" + "0" * 5000), "5001 digits", id="huge_integer"),
+        pytest.param(_raw("stage_temperature_K", "1" + "0" * 400), "digits",
+                     id="integer_beyond_float"),
+        pytest.param(_raw("dose_ions_per_cm2", "1e999"), "beyond the float range",
+                     id="float_overflow"),
+        pytest.param(_raw("stage_temperature_K", "NaN"), "NaN is not a number",
+                     id="nan_literal"),
+        pytest.param(_raw("extra", "[" * 100_000 + "]" * 100_000), "nested deeper",
+                     id="deep_nesting_past_recursion"),
+        pytest.param(_raw("extra", '{"a":' * 33 + "1" + "}" * 33), "nested deeper than 32",
+                     id="nesting_past_the_limit"),
+        pytest.param(_raw("primary_species", '"\\ud83d"'), "unpaired surrogate",
+                     id="lone_surrogate"),
+        pytest.param(_raw("primary_species", '"Bi\\u0000"'), "NUL", id="nul_character"),
+        pytest.param(_raw("pixels", '"8x4"'), "must be a JSON array", id="string_for_array"),
+        pytest.param(_raw("extra", "[1, 2]"), "extra must be a JSON object", id="extra_list"),
+    ],
+)
+def test_hostile_sidecars_raise_export_format_errors(tmp_path: Path, content, defect) -> None:
+    p = tmp_path / "s.json"
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(ExportFormatError, match=defect) as info:
+        read_sidecar(p)
+    assert str(p) in str(info.value)
+    assert len(str(info.value)) < 2000  # the message never echoes a huge value
+
+
+def test_sidecar_with_a_non_utf8_byte(tmp_path: Path) -> None:
+    p = tmp_path / "s.json"
+    blob = json.dumps(_sidecar().to_dict()).encode().replace(b"Bi+", b"Bi\xe9")
+    p.write_bytes(blob)
+    with pytest.raises(ExportFormatError, match=r"not UTF-8 text \(byte 0xe9 at offset \d+\)"):
+        read_sidecar(p)
+
+
+def test_sidecar_that_is_a_directory_or_too_large(tmp_path: Path) -> None:
+    from lltolab.formats import SIDECAR_MAX_BYTES
+
+    d = tmp_path / "s.json"
+    d.mkdir()
+    with pytest.raises(ExportFormatError, match="is a directory"):
+        read_sidecar(d)
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (SIDECAR_MAX_BYTES + 1))
+    with pytest.raises(ExportFormatError, match="larger than"):
+        read_sidecar(big)
+
+
+def test_booleans_are_not_numbers_when_built_in_code() -> None:
+    with pytest.raises(ValueError, match="stage_temperature_K"):
+        _sidecar(stage_temperature_K=True)
+    with pytest.raises(ValueError, match="pixels"):
+        _sidecar(pixels=(True, 4))
+
+
+def test_export_without_sidecar_uses_the_fallback(tmp_path: Path) -> None:
+    from lltolab.formats import MetadataFallback
+
+    path = _export(tmp_path)
+    sidecar_path_for(path).unlink()
+    with pytest.raises(ExportFormatError, match="sidecar missing"):
+        read_export(path)
+    exp = read_export(path, fallback=MetadataFallback((500.0, 200.0), 100))
+    assert exp.sidecar is None and exp.sidecar_path is None
+    assert exp.metadata.source == "configuration"
+    assert exp.metadata.pulses_per_pixel == 100 and exp.metadata.pixels == (8, 4)
+    assert exp.metadata.to_dict()["stage_temperature_K"] is None
+    assert exp.metadata.end_time  # the file's modification time
+    with pytest.raises(ExportFormatError, match="exceed the configured 50 pulses"):
+        read_export(path, fallback=MetadataFallback((500.0, 200.0), 50))
+    with pytest.raises(ValueError, match="n_pulses"):
+        MetadataFallback((500.0, 200.0), 0)
