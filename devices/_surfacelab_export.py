@@ -89,11 +89,18 @@ class _Acquisition:
         self.request_thread: threading.Thread | None = None
         self.request_error: list[BaseException] = []
 
-    def end(self, exc: BaseException | None = None) -> bool:
-        """Finish the status (once): success without ``exc``; True if this call ended it."""
+    def end(self, exc: BaseException | None = None,
+            publish: Callable[[], None] | None = None) -> bool:
+        """Finish the status (once): success without ``exc``; True if this call ended it.
+
+        ``publish`` runs under the same lock, only when this call ends the acquisition: a
+        result is published if and only if the acquisition was not ended before.
+        """
         with self.lock:
             if self.ended:
                 return False
+            if publish is not None:
+                publish()
             self.ended = True
         if exc is None:
             self.status.set_finished()
@@ -463,12 +470,8 @@ class SurfaceLabExport(Device):
         export, reduction = self._read_and_reduce(ready, acq)
         asset = self.asset_writer.write(export, reduction.arrays)
         docs = self.asset_writer.documents(asset, self.name, reduction.arrays)
-        with acq.lock:
-            if acq.ended:  # stopped meanwhile: publish nothing, leave no orphan asset
-                asset.unlink(missing_ok=True)
-                return
-            self._publish(export, reduction, asset, docs)
-        acq.end(None)
+        if not acq.end(None, publish=lambda: self._publish(export, reduction, asset, docs)):
+            asset.unlink(missing_ok=True)  # stopped meanwhile: no result, no orphan asset
 
     def _read_and_reduce(
         self, ready: ReadyExport, acq: _Acquisition
@@ -487,7 +490,7 @@ class SurfaceLabExport(Device):
 
     def _publish(self, export: SimsExport, red: Reduction, asset: Path,
                  docs: Sequence[tuple[str, dict]]) -> None:
-        """Signals, band means and documents of a finished acquisition (caller holds the
+        """Signals, band means and documents of a finished acquisition (runs under the
         acquisition's lock)."""
         meta = export.metadata
         self.source_file.put(str(export.bif6_path))
