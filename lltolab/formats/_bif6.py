@@ -1,6 +1,6 @@
 """BIF6, the IONTOF SurfaceLab binary image export (little-endian).
 
-Layout (all integers and floats little-endian)::
+Layout (byte offsets)::
 
     0   6 bytes   00 00 'B' 'I' 'F' '6'
     6   uint16    number of images n
