@@ -435,11 +435,10 @@ class SurfaceLabExport(Device):
                     f"{self.name}: the interrupted acquisition's request did not return "
                     f"within {self.timeout_s:g} s"
                 )
-            if self.request is not None:
-                self.watcher.mark_present_as_seen()
         if acq.cancelled.is_set():
             return
         if self.request is not None:
+            # only what appears after the request is this acquisition's export
             self.watcher.mark_present_as_seen()
             hook = self.request
 
