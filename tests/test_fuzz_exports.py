@@ -330,6 +330,77 @@ def test_fuzz_export_watcher_long() -> None:
     _watcher_property("export watcher + reader (slow)", 2000)()
 
 
+@st.composite
+def chunked_writes(draw) -> tuple[bytes, list[int], bool]:
+    """A valid export's BIF6, the offsets at which its writer pauses, sidecar first or last."""
+    blob = _valid_bif6(2, draw(st.integers(1, 6)), draw(st.integers(1, 4)),
+                       draw(st.integers(0, 9)))
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(blob) - 1), max_size=5))))
+    return blob, cuts, draw(st.booleans())
+
+
+def _check_concurrent_writer(case: tuple[bytes, list[int], bool], target: str) -> None:
+    """A writer thread publishes the export in pieces while the watcher waits: the watcher
+    must offer it only once it is complete, and the read must equal what was written."""
+    blob, cuts, sidecar_first = case
+    n, nx, ny = struct.unpack("<HHH", blob[6:12])
+    root = Path(tempfile.mkdtemp())
+    try:
+        folder = root / "export"
+        folder.mkdir()
+        watcher = ExportWatcher(folder, sidecar_grace_s=2.0, poll_s=0.002)
+        sc = sidecar_path_for(folder / "f.bif6")
+        sidecar = json.dumps(image_sidecar("f.bif6", nx, ny, 100).to_dict())
+        done = threading.Event()
+
+        def write() -> None:
+            if sidecar_first:
+                sc.write_text(sidecar)
+            with (folder / "f.bif6").open("wb") as fh:
+                last = 0
+                for cut in [*cuts, len(blob)]:
+                    fh.write(blob[last:cut])
+                    fh.flush()
+                    last = cut
+                    time.sleep(0.005)
+            if not sidecar_first:
+                sc.write_text(sidecar)
+            done.set()
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        ready = watcher.wait("image", deadline=time.monotonic() + 10)
+        assert ready is not None
+        assert ready.identity[1] == len(blob)  # offered only once complete ...
+        assert ready.sidecar_path is not None  # ... and with its sidecar
+        images = read_export(ready.bif6_path).images
+        assert len(images) == n and images[0].counts.shape == (ny, nx)
+        writer.join(5)
+        assert done.is_set()
+        _count(target, "acquired when complete")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_fuzz_watcher_against_a_concurrent_writer() -> None:
+    @_fuzz(40)
+    @given(case=chunked_writes())
+    def check(case) -> None:
+        _check_concurrent_writer(case, "watcher vs concurrent writer")
+
+    check()
+
+
+@pytest.mark.slow
+def test_fuzz_watcher_against_a_concurrent_writer_long() -> None:
+    @_fuzz(400)
+    @given(case=chunked_writes())
+    def check(case) -> None:
+        _check_concurrent_writer(case, "watcher vs concurrent writer (slow)")
+
+    check()
+
+
 def test_a_bif6_fifo_never_hangs_the_readers(tmp_path: Path) -> None:
     """A named pipe where a file is expected is refused, not opened (opening would block)."""
     import os
