@@ -278,6 +278,10 @@ class ExportWatcher:
         if state != "complete":
             pending[path] = f"incomplete, {size} of {expected or '?'} bytes"
             return None
+        # the identity the export is remembered by must be that of the complete file
+        ident = _identity(path)
+        if ident is None or ident[1] != expected:
+            return None
         sc = self._sidecar_path(path)
         if sc is None:
             return ReadyExport(path, ident, None)
