@@ -2,7 +2,7 @@
 
 from ._cryostage import CryoStage, LakeShoreLink
 from ._exchange_cell import ExchangeCell
-from ._furnace import FURNACE_STATUS_BITS, Furnace
+from ._furnace import FURNACE_STATUS_BITS, Furnace, furnace_faults
 from ._lab_clock import MAX_WAIT_S, LabClock, TimeSource, WallClock
 from ._operator import (
     CallbackConfirmation,
@@ -27,4 +27,4 @@ __all__ += [
     "CallbackConfirmation", "OperatorTimeout", "OperatorRefused", "OperatorCancelled",
 ]
 __all__ += ["SampleRecord", "SEGMENT_KEYS"]
-__all__ += ["FURNACE_STATUS_BITS"]
+__all__ += ["FURNACE_STATUS_BITS", "furnace_faults"]
