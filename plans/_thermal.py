@@ -95,13 +95,12 @@ def anneal(
     During the hold the furnace is read every ``check_interval_s`` of lab time (stream
     ``primary``); a fault the furnace reports (its ``fault`` signal: over-temperature, sensor
     break, loop break, heater failure) or a failure to read or command it aborts the anneal.
-    The abort takes its safety steps each whatever happened to the others: the furnace is
-    commanded to ``safe_K`` (not waited for yet), the sample is asked out of the furnace (to
-    ``"storage"``, always, even when it may not have gone in), the time it spent inside is
-    recorded in the history (source ``anneal_aborted``, at the last temperature read inside,
-    or the anneal temperature when none was), and the safe setpoint's completion is awaited.
-    The run then ends with :class:`AnnealAborted` naming any safety step that failed (events
-    taken so far are kept).
+    The abort takes three safety steps, each whatever happened to the others: the furnace is
+    commanded to ``safe_K`` (one write, bounded by the link's timeout), the sample is asked
+    out of the furnace (to ``"storage"``, always, even when it may not have gone in), and the
+    time it spent inside is recorded in the history (source ``anneal_aborted``, at the last
+    temperature read inside, or the anneal temperature when none was). The run then ends with
+    :class:`AnnealAborted` naming any safety step that failed (events taken so far are kept).
 
     Parameters
     ----------
@@ -149,10 +148,9 @@ def anneal(
 
     def abort(reason: str, cause: BaseException | None = None) -> PlanGen:
         failures: list[str] = []
-        group = f"anneal-abort-{id(inside)}"
-        # 1. the furnace starts towards its safe setpoint (completion awaited last)
+        # 1. the furnace to its safe setpoint (one write: bounded by the link's timeout)
         yield from guarded(f"commanding the safe setpoint {safe_K} K",
-                           bps.abs_set(furnace.setpoint, float(safe_K), group=group), failures)
+                           bps.abs_set(furnace.setpoint, float(safe_K), wait=True), failures)
         # 2. the sample out: it must not stay in a furnace that is out of control
         yield from guarded("moving the sample out", bps.mv(handler, "storage"), failures)
         # 3. what the sample went through, even if it could not be moved out
@@ -167,10 +165,6 @@ def anneal(
                                False, "anneal_aborted"),
                 failures,
             )
-        # 4. the safe setpoint written
-        if not any(f.startswith("commanding") for f in failures):
-            yield from guarded(f"commanding the safe setpoint {safe_K} K",
-                               bps.wait(group=group), failures)
         done = "; ".join(failures) if failures else f"sample out, setpoint set to {safe_K} K"
         raise AnnealAborted(
             f"anneal at {temperature_K} K aborted: {reason}; {done}", failures
