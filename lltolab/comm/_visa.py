@@ -54,8 +54,8 @@ MAX_REPLY_CHARS = 1024
 _MAX_NUMBER_CHARS = 32
 _MAX_DRAIN_BYTES = 1 << 20
 # strict numeric grammar: no underscores, no "inf"/"nan", no hex, no embedded spaces
-_FLOAT_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
-_INT_RE = re.compile(r"[+-]?\d{1,12}")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,12}")
 _PRINTABLE_RE = re.compile(r"[\x20-\x7e]*")
 
 # VISA status codes that mean "the link is gone / cannot be opened" rather than "no reply".
