@@ -132,7 +132,7 @@ def anneal(
                              "check_interval_s": check_interval_s, "safe_K": safe_K}, md,
                   purpose="anneal")
 
-    # the sample's time in the furnace: t0 once it may be inside, the temperatures read since
+    # the sample's time in the furnace: t0 once it is inside, the last temperature read since
     inside: dict[str, Any] = {"t0": None, "last_K": None}
 
     def guarded(step: str, plan: PlanGen, failures: list[str]) -> PlanGen:
@@ -191,8 +191,6 @@ def anneal(
         except (InstrumentError, FailedStatus) as exc:  # fault (or no settling) while heating
             yield from abort(_fault_text(exc), exc)
         yield from check()
-        t0 = yield from lab_time(clock)
-        inside["t0"] = t0  # from here on the sample may be inside (the move may be half done)
         yield from bps.mv(handler, "furnace")
         t0 = inside["t0"] = yield from lab_time(clock)
         readings: list[float] = []
