@@ -80,7 +80,7 @@ def register_reply(*words: int):
     return fault
 
 
-# ======================================================================== class 1: in step
+# ======================================================================== links in step
 def test_duplicated_lakeshore_reply_does_not_shift_later_readings(ls, stage):
     """One reply sent twice: the stale copy is discarded, every later query gets its own."""
     ls.queue_reply_fault("duplicate")
@@ -189,7 +189,7 @@ def test_modbus_extra_bytes_do_not_shift_later_reads(eu, furnace, fault):
     assert furnace.working_setpoint.get() == pytest.approx(eu.target_setpoint_C + C)
 
 
-# ======================================================================== class 2: physics
+# ======================================================================== no impossible value
 @pytest.mark.parametrize("reply", [b"+000.000;0\r\n", b"-5.000;0\r\n", b"+2500.0;0\r\n"])
 def test_impossible_kelvin_is_an_error(ls, stage, reply):
     ls.queue_reply_fault(reply_as(reply))
@@ -261,7 +261,7 @@ def test_impossible_output_and_ramp_are_errors(eu, furnace):
         furnace.ramp_rate.get()
 
 
-# ======================================================================== class 3: writes
+# ======================================================================== nothing invalid sent
 @pytest.fixture
 def modbus(eu):
     link = ModbusRtuTransport(eu.url, slave_address=1, timeout_s=0.2)
