@@ -278,6 +278,8 @@ class VisaLineTransport:
                 raise self._fail(exc, "discarding stale input") from exc
         else:
             try:  # serial and others: discard the backend's receive buffer, no I/O wait
+                waiting = getattr(getattr(session, "interface", None), "in_waiting", 0)
+                dropped += waiting if isinstance(waiting, int) else 0
                 res.flush(_vc.BufferOperation.discard_read_buffer)
             except Exception:  # noqa: BLE001 - not every backend supports flushing
                 pass
