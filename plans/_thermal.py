@@ -101,6 +101,8 @@ def anneal(
     time it spent inside is recorded in the history (source ``anneal_aborted``, at the last
     temperature read inside, or the anneal temperature when none was). The run then ends with
     :class:`AnnealAborted` naming any safety step that failed (events taken so far are kept).
+    Any other failure during the hold ends it the same way; when the operator aborts or stops
+    the run during the hold, the same safety steps run before the run ends.
 
     Parameters
     ----------
@@ -146,7 +148,8 @@ def anneal(
             failures.append(f"{step} failed ({_fault_text(exc)})")
             return None
 
-    def abort(reason: str, cause: BaseException | None = None) -> PlanGen:
+    def safety_steps() -> PlanGen:
+        """Safe setpoint, sample out, history: each attempted; return the failures."""
         failures: list[str] = []
         # 1. the furnace to its safe setpoint (one write: bounded by the link's timeout)
         yield from guarded(f"commanding the safe setpoint {safe_K} K",
@@ -165,6 +168,11 @@ def anneal(
                                False, "anneal_aborted"),
                 failures,
             )
+        inside["t0"] = None
+        return failures
+
+    def abort(reason: str, cause: BaseException | None = None) -> PlanGen:
+        failures = yield from safety_steps()
         done = "; ".join(failures) if failures else f"sample out, setpoint set to {safe_K} K"
         raise AnnealAborted(
             f"anneal at {temperature_K} K aborted: {reason}; {done}", failures
@@ -195,11 +203,20 @@ def anneal(
         t0 = inside["t0"] = yield from lab_time(clock)
         readings: list[float] = []
         remaining = float(duration_s)
-        while remaining > 0:
-            step = min(remaining, float(check_interval_s))
-            yield from bps.mv(clock, step)
-            remaining -= step
-            readings.append((yield from check()))
+        try:
+            while remaining > 0:
+                step = min(remaining, float(check_interval_s))
+                yield from bps.mv(clock, step)
+                remaining -= step
+                readings.append((yield from check()))
+        except AnnealAborted:
+            raise
+        except (RequestAbort, RequestStop):
+            # the run is aborted or stopped by the operator: the sample still comes out
+            yield from safety_steps()
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure during the hold ends it safely
+            yield from abort(f"{type(exc).__name__} during the hold: {_fault_text(exc)}", exc)
         yield from bps.mv(handler, "storage")
         inside["t0"] = None
         t1 = yield from lab_time(clock)

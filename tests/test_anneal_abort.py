@@ -8,6 +8,8 @@ clock and a SampleRecord on disk.
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import pytest
 from bluesky import RunEngine
@@ -166,3 +168,54 @@ def test_furnace_fault_signal_reports_the_status_bits(lab):
     lab.furnace.setpoint.put(1473.15)
     lab.clock.jump(3600.0)
     assert "alarm 1 (over-temperature)" in lab.furnace.fault.get()
+
+
+def test_operator_abort_during_the_hold_still_takes_the_sample_out(lab):
+    """The run is paused during the hold and aborted: the sample is asked out, its time in
+    the furnace is recorded and the furnace goes to the safe setpoint before the run ends."""
+    from bluesky.utils import RunEngineInterrupted
+
+    count = {"clock": 0}
+
+    def hook(msg) -> None:
+        if msg.command == "set" and getattr(msg.obj, "name", "") == "clock":
+            count["clock"] += 1
+            if count["clock"] == 2:  # the pause request must come from another thread
+                threading.Thread(target=lab.RE.request_pause, kwargs={"defer": False},
+                                 daemon=True).start()
+                time.sleep(0.2)
+
+    lab.RE.msg_hook = hook
+    with pytest.raises(RunEngineInterrupted):
+        lab.RE(anneal(lab.furnace, lab.handler, lab.lab_clock, ANNEAL_K, 3600.0,
+                      check_interval_s=600.0, safe_K=300.15, record=lab.record))
+    assert lab.RE.state == "paused"
+    lab.RE.msg_hook = None
+    lab.RE.abort("operator abort during the hold")
+    assert lab.RE.state == "idle"
+    assert lab.moves == ["furnace", "storage"]
+    (segment,) = lab.record.history()
+    assert segment["source"] == "anneal_aborted"
+    assert segment["end_s"] > segment["start_s"]
+    assert lab.sim.target_setpoint_C == pytest.approx(27.0, abs=0.05)
+
+
+def test_any_failure_during_the_hold_ends_it_safely(lab):
+    """A failure that is not the furnace's (here the lab clock) still runs the abort."""
+    count = {"clock": 0}
+    original = lab.lab_clock.set
+
+    def failing_set(duration_s):
+        count["clock"] += 1
+        if count["clock"] == 2:
+            raise RuntimeError("lab clock failed")
+        return original(duration_s)
+
+    lab.lab_clock.set = failing_set
+    with pytest.raises(AnnealAborted, match="lab clock failed"):
+        lab.RE(anneal(lab.furnace, lab.handler, lab.lab_clock, ANNEAL_K, 3600.0,
+                      check_interval_s=600.0, safe_K=300.15, record=lab.record))
+    assert lab.moves == ["furnace", "storage"]
+    (segment,) = lab.record.history()
+    assert segment["source"] == "anneal_aborted"
+    assert lab.sim.target_setpoint_C == pytest.approx(27.0, abs=0.05)
