@@ -5,7 +5,7 @@ from ._exchange_cell import ExchangeCell
 from ._export_assets import ExportAssetWriter
 from ._export_reducer import ExportReducer, LineProfile, Reduction
 from ._export_watcher import ExportWatcher, ReadyExport
-from ._furnace import FURNACE_STATUS_BITS, Furnace
+from ._furnace import FURNACE_STATUS_BITS, Furnace, furnace_faults
 from ._lab_clock import MAX_WAIT_S, LabClock, TimeSource, WallClock
 from ._operator import (
     CallbackConfirmation,
@@ -34,4 +34,4 @@ __all__ += [
     "CallbackConfirmation", "OperatorTimeout", "OperatorRefused", "OperatorCancelled",
 ]
 __all__ += ["SampleRecord", "SEGMENT_KEYS"]
-__all__ += ["FURNACE_STATUS_BITS"]
+__all__ += ["FURNACE_STATUS_BITS", "furnace_faults"]

@@ -14,6 +14,7 @@ from lltolab.comm import (
     MessageTransport,
     TemperatureLoop,
     VisaLineTransport,
+    checked_query,
     parse_fields,
     parse_float,
     parse_int,
@@ -31,6 +32,8 @@ _HTRST_CODES = {1: "heater open load", 2: "heater short"}
 _INPUTS = ("A", "B", "C", "D")
 _MIN_RAMP_K_PER_MIN = 0.1
 _MAX_RAMP_K_PER_MIN = 100.0
+_MAX_READING_K = 2000.0  # above any sensor a Lake Shore 335/336 reads
+_ZERO_C_IN_K = 273.15
 
 
 class LakeShoreLink:
@@ -38,7 +41,7 @@ class LakeShoreLink:
 
     ``write(cmd)`` sends ``cmd;*ESR?`` as one line (never repeated) and raises
     :class:`~lltolab.comm.InstrumentReportedError` if the query, device, execution or command
-    error bit is set; the power-on bit is ignored. ``query`` passes through.
+    error bit is set; the power-on bit is ignored. ``query`` and ``resync`` pass through.
 
     Parameters
     ----------
@@ -53,8 +56,15 @@ class LakeShoreLink:
         return self.transport.query(command, idempotent=idempotent)
 
     def write(self, command: str) -> None:
-        reply = self.transport.query(f"{command};*ESR?", idempotent=False)
-        check_esr(parse_int(reply, what=f"*ESR? after {command!r}"), command)
+        esr = checked_query(self.transport, f"{command};*ESR?", _esr_parser(command),
+                            idempotent=False)
+        check_esr(esr, command)
+
+    def resync(self) -> None:
+        """Bring the link back in step (see :meth:`~lltolab.comm.VisaLineTransport.resync`)."""
+        method = getattr(self.transport, "resync", None)
+        if method is not None:
+            method()
 
     def close(self) -> None:
         close = getattr(self.transport, "close", None)
@@ -74,24 +84,49 @@ def _input_status_error(status: int, channel: str) -> InstrumentReportedError:
     return InstrumentReportedError(f"input {channel} status {status} ({names}): sensor fault")
 
 
-def _parse_kelvin(reply: str) -> float:
-    return parse_float(reply, what="KRDG?")
+def _esr_parser(command: str):  # noqa: ANN202 - a parser closure
+    def parse(reply: str) -> int:
+        return _in_range(parse_int(reply, what=f"*ESR? after {command!r}"), 0, 255,
+                         f"*ESR? after {command!r}", "")
+    return parse
+
+
+def _in_range(value: float, low: float, high: float, what: str, unit: str,
+              *, low_open: bool = False) -> float:
+    """``value`` if physically possible, else InstrumentProtocolError naming value and limit."""
+    if value < low or (low_open and value == low):
+        relation = "at or below" if low_open else "below"
+        raise InstrumentProtocolError(
+            f"{what}: {value!r}{unit} is {relation} the physical limit {low!r}{unit}"
+        )
+    if value > high:
+        raise InstrumentProtocolError(
+            f"{what}: {value!r}{unit} is above the limit {high!r}{unit}"
+        )
+    return value
+
+
+def _parse_kelvin(reply: str, what: str = "KRDG?") -> float:
+    """A temperature in K: a strict number, > 0 K and <= 2000 K."""
+    return _in_range(parse_float(reply, what=what), 0.0, _MAX_READING_K, what, " K",
+                     low_open=True)
 
 
 def _parse_setpoint(reply: str) -> float:
-    return parse_float(reply, what="SETP?")
+    return _in_range(parse_float(reply, what="SETP?"), 0.0, _MAX_READING_K, "SETP?", " K")
 
 
 def _parse_celsius(reply: str) -> float:
-    return parse_float(reply, what="CRDG?")
+    return _in_range(parse_float(reply, what="CRDG?"), -_ZERO_C_IN_K,
+                     _MAX_READING_K - _ZERO_C_IN_K, "CRDG?", " degC", low_open=True)
 
 
 def _parse_percent(reply: str) -> float:
-    return parse_float(reply, what="HTR?")
+    return _in_range(parse_float(reply, what="HTR?"), 0.0, 100.0, "HTR?", " %")
 
 
 def _parse_status(reply: str) -> int:
-    return parse_int(reply, what="status query")
+    return int(_in_range(parse_int(reply, what="status query"), 0, 255, "status query", ""))
 
 
 def _parse_ramp(reply: str) -> float:
@@ -100,7 +135,9 @@ def _parse_ramp(reply: str) -> float:
     enabled = parse_int(on, what="RAMP? on/off")
     if enabled not in (0, 1):
         raise InstrumentProtocolError(f"RAMP?: on/off must be 0 or 1, got {reply!r}")
-    return parse_float(rate, what="RAMP? rate") if enabled else 0.0
+    rate_K_per_min = _in_range(parse_float(rate, what="RAMP? rate"), 0.0, _MAX_RAMP_K_PER_MIN,
+                               "RAMP? rate", " K/min")
+    return rate_K_per_min if enabled else 0.0
 
 
 def _idn(reply: str) -> str:
@@ -239,26 +276,37 @@ class CryoStage(TemperatureLoop):
     def _read_kelvin(self) -> float:
         """``KRDG?`` and ``RDGST?`` in one exchange; a sensor fault raises."""
         ch = self.input_channel
-        reply = self._link.query(f"KRDG? {ch};RDGST? {ch}")
-        kelvin, status = parse_fields(reply, 2, sep=";", what=f"KRDG? {ch};RDGST? {ch}")
-        code = parse_int(status, what=f"RDGST? {ch}")
+        command = f"KRDG? {ch};RDGST? {ch}"
+
+        def parse(reply: str) -> tuple[float, int]:
+            kelvin, status = parse_fields(reply, 2, sep=";", what=command)
+            code = _parse_status(status)
+            # with a sensor fault the reading is meaningless (0): the status tells why
+            value = parse_float(kelvin, what=command) if code else _parse_kelvin(kelvin, command)
+            return value, code
+
+        kelvin, code = checked_query(self._link, command, parse)
         if code:
             raise _input_status_error(code, ch)
-        return _parse_kelvin(kelvin)
+        return kelvin
 
     # ------------------------------------------------------------------ TemperatureLoop hooks
     def _poll_temperature(self) -> float:
         ch, out = self.input_channel, self.loop
         command = f"KRDG? {ch};RDGST? {ch};HTRST? {out}"
-        kelvin, status, heater = parse_fields(self._link.query(command), 3, sep=";", what=command)
-        code = parse_int(status, what=f"RDGST? {ch}")
+
+        def parse(reply: str) -> tuple[float, int, int]:
+            kelvin, status, heater = parse_fields(reply, 3, sep=";", what=command)
+            code, heater_code = _parse_status(status), _parse_status(heater)
+            value = parse_float(kelvin, what=command) if code else _parse_kelvin(kelvin, command)
+            return value, code, heater_code
+
+        value, code, heater_code = checked_query(self._link, command, parse)
         if code:
             raise _input_status_error(code, ch)
-        heater_code = parse_int(heater, what=f"HTRST? {out}")
         if heater_code:
             label = _HTRST_CODES.get(heater_code, "unknown")
             raise InstrumentReportedError(f"heater output {out} status {heater_code} ({label})")
-        value = _parse_kelvin(kelvin)
         self.readback._update_cache(value)
         return value
 

@@ -5,6 +5,10 @@ in degC with one decimal place, two's complement): PV 1, target setpoint 2, outp
 (%), working setpoint 5, setpoint low/high limits 11/12, setpoint rate limit 35 (degC/min,
 0 = off), summary status word 75 (bit 0 alarm 1, bit 5 sensor break, bit 6 loop break,
 bit 7 heater fail). The device speaks kelvin; conversion happens here.
+
+Every temperature register is checked: the sensor-break word 0x8000 raises
+:class:`~lltolab.comm.InstrumentReportedError`, a value at or below 0 K
+:class:`~lltolab.comm.InstrumentProtocolError`; no impossible temperature is returned.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from ophyd import Component as Cpt
 
 from lltolab.comm import (
+    InstrumentProtocolError,
     InstrumentReportedError,
     MessageSignal,
     MessageSignalRO,
@@ -22,7 +27,7 @@ from lltolab.comm import (
     TemperatureLoop,
 )
 
-__all__ = ["Furnace", "FURNACE_REGISTERS", "FURNACE_STATUS_BITS"]
+__all__ = ["Furnace", "FURNACE_REGISTERS", "FURNACE_STATUS_BITS", "furnace_faults"]
 
 ZERO_C_IN_K = 273.15
 #: Modbus addresses used by :class:`Furnace`.
@@ -45,10 +50,22 @@ FURNACE_STATUS_BITS: dict[int, str] = {
 }
 _SENSOR_BREAK_WORD = 0x8000
 _DECIMALS = 1
+_OUTPUT_RANGE_PERCENT = (-100.0, 100.0)
 
 
 def _signed(word: int) -> int:
     return word - 0x10000 if word & 0x8000 else word
+
+
+def furnace_faults(word: int) -> str:
+    """The faults a summary status word reports, comma-separated ("" when there is none).
+
+    Parameters
+    ----------
+    word : int
+        Summary status word (address 75), 0..65535.
+    """
+    return ", ".join(text for bit, text in FURNACE_STATUS_BITS.items() if word & (1 << bit))
 
 
 class Furnace(TemperatureLoop):
@@ -93,6 +110,8 @@ class Furnace(TemperatureLoop):
                        doc="controller's setpoint low limit")
     setpoint_high = Cpt(MessageSignalRO, kind="config", units="K", precision=1,
                         doc="controller's setpoint high limit")
+    fault = Cpt(MessageSignalRO, kind="omitted",
+                doc="faults the status word reports, comma-separated; empty when none")
     sensor_break = Cpt(MessageSignalRO, kind="omitted", doc="status bit 5")
     loop_break = Cpt(MessageSignalRO, kind="omitted", doc="status bit 6")
     heater_fail = Cpt(MessageSignalRO, kind="omitted", doc="status bit 7")
@@ -131,7 +150,7 @@ class Furnace(TemperatureLoop):
             name=name,
             read_temperature=self._read_pv_K,
             read_setpoint=lambda: self._read_K(reg["target_setpoint"]),
-            write_setpoint=lambda value: self._write_K(reg["target_setpoint"], value),
+            write_setpoint=self._write_target_K,
             limits=limits,
             tolerance=tolerance,
             settle_time=settle_time,
@@ -140,10 +159,11 @@ class Furnace(TemperatureLoop):
             **kwargs,
         )
         self.working_setpoint.bind(getter=lambda: self._read_K(reg["working_setpoint"]))
-        self.output.bind(getter=lambda: self.modbus.read_value(reg["output"], _DECIMALS))
+        self.output.bind(getter=self._read_output)
         self.status.bind(getter=lambda: self.modbus.read_word(reg["status"]))
+        self.fault.bind(getter=lambda: furnace_faults(int(self.status.get())))
         self.ramp_rate.bind(
-            getter=lambda: self.modbus.read_value(reg["ramp_rate"], _DECIMALS),
+            getter=self._read_ramp_rate,
             putter=lambda value: self.modbus.write_value(reg["ramp_rate"], value, _DECIMALS),
         )
         self.setpoint_low.bind(getter=lambda: self._read_limit(0))
@@ -155,18 +175,50 @@ class Furnace(TemperatureLoop):
 
     # -- conversions --------------------------------------------------------------------------
     def _read_K(self, address: int) -> float:
-        return self.modbus.read_value(address, _DECIMALS) + ZERO_C_IN_K
+        """One temperature register in K; sensor break or an impossible value raises."""
+        word = self.modbus.read_word(address)
+        if word == _SENSOR_BREAK_WORD:
+            raise InstrumentReportedError(
+                f"{self.name}: sensor break, the controller reports no valid value at "
+                f"address {address}"
+            )
+        value_K = _signed(word) / 10**_DECIMALS + ZERO_C_IN_K
+        if value_K <= 0.0:
+            raise InstrumentProtocolError(
+                f"{self.name}: address {address} reads {value_K:.2f} K, at or below the "
+                "physical limit 0 K"
+            )
+        return value_K
 
     def _write_K(self, address: int, value_K: float) -> None:
         self.modbus.write_value(address, value_K - ZERO_C_IN_K, _DECIMALS)
 
+    def _write_target_K(self, value_K: float) -> None:
+        """Write the target setpoint after checking every limit (also for ``setpoint.put``)."""
+        if self._controller_limits_K is None:
+            self.refresh_limits()
+        self.check_value(value_K)
+        self._write_K(FURNACE_REGISTERS["target_setpoint"], value_K)
+
     def _read_pv_K(self) -> float:
-        word = self.modbus.read_word(FURNACE_REGISTERS["pv"])
-        if word == _SENSOR_BREAK_WORD:
-            raise InstrumentReportedError(
-                f"{self.name}: sensor break, the controller reports no valid PV"
+        return self._read_K(FURNACE_REGISTERS["pv"])
+
+    def _read_output(self) -> float:
+        value = self.modbus.read_value(FURNACE_REGISTERS["output"], _DECIMALS)
+        low, high = _OUTPUT_RANGE_PERCENT
+        if not low <= value <= high:
+            raise InstrumentProtocolError(
+                f"{self.name}: output power {value!r} % is outside {low!r}..{high!r} %"
             )
-        return _signed(word) / 10**_DECIMALS + ZERO_C_IN_K
+        return value
+
+    def _read_ramp_rate(self) -> float:
+        value = self.modbus.read_value(FURNACE_REGISTERS["ramp_rate"], _DECIMALS)
+        if value < 0:
+            raise InstrumentProtocolError(
+                f"{self.name}: setpoint rate limit {value!r} K/min is below 0 K/min"
+            )
+        return value
 
     def _read_limit(self, index: int) -> float:
         low = self._read_K(FURNACE_REGISTERS["setpoint_low"])
@@ -211,10 +263,10 @@ class Furnace(TemperatureLoop):
     def check_status(self) -> int:
         """Read the status word; raise InstrumentReportedError naming any fault bit set."""
         word = int(self.status.get())
-        faults = [text for bit, text in FURNACE_STATUS_BITS.items() if word & (1 << bit)]
+        faults = furnace_faults(word)
         if faults:
             raise InstrumentReportedError(
-                f"{self.name}: controller reports {', '.join(faults)} (status 0x{word:04X})"
+                f"{self.name}: controller reports {faults} (status 0x{word:04X})"
             )
         return word
 

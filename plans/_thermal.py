@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-from bluesky.utils import FailedStatus
+from bluesky.utils import FailedStatus, RequestAbort, RequestStop
 
 from lltolab.comm import InstrumentError
-from lltolab.devices import FURNACE_STATUS_BITS
 
 from ._common import QUENCH_K, ROOM_K, PlanGen, lab_time, plan_md, record_segment
 
 __all__ = ["quench", "anneal", "store", "AnnealAborted"]
 
+logger = logging.getLogger(__name__)
+
 
 class AnnealAborted(RuntimeError):
-    """The furnace reported over-temperature or a sensor/heater fault during an anneal."""
+    """An anneal ended early: the furnace reported a fault or could not be read or commanded.
+
+    Attributes
+    ----------
+    safety_failures : list of str
+        The safety steps of the abort that failed (empty when all of them succeeded).
+    """
+
+    safety_failures: list[str]
+
+    def __init__(self, message: str, safety_failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.safety_failures = list(safety_failures or [])
 
 
 def _fault_text(exc: BaseException) -> str:
@@ -79,10 +93,16 @@ def anneal(
     """Heat the furnace, put the sample in for ``duration_s``, take it out to cool (one run).
 
     During the hold the furnace is read every ``check_interval_s`` of lab time (stream
-    ``primary``); over-temperature, sensor break, loop break or heater failure abort the
-    anneal: the furnace is commanded to ``safe_K``, the sample (if in) is taken out and its
-    time inside recorded in the history (source ``anneal_aborted``), and the run ends with
-    :class:`AnnealAborted` (events taken so far are kept).
+    ``primary``); a fault the furnace reports (its ``fault`` signal: over-temperature, sensor
+    break, loop break, heater failure) or a failure to read or command it aborts the anneal.
+    The abort takes three safety steps, each whatever happened to the others: the furnace is
+    commanded to ``safe_K`` (one write, bounded by the link's timeout), the sample is asked
+    out of the furnace (to ``"storage"``, always, even when it may not have gone in), and the
+    time it spent inside is recorded in the history (source ``anneal_aborted``, at the last
+    temperature read inside, or the anneal temperature when none was). The run then ends with
+    :class:`AnnealAborted` naming any safety step that failed (events taken so far are kept).
+    Any other failure during the hold ends it the same way; when the operator aborts or stops
+    the run during the hold, the same safety steps run before the run ends.
 
     Parameters
     ----------
@@ -96,7 +116,8 @@ def anneal(
     check_interval_s : float
         Lab seconds between furnace checks.
     safe_K : float
-        Setpoint commanded on a fault and, with ``cool_furnace``, at the end.
+        Setpoint commanded on a fault and, with ``cool_furnace``, at the end (K, finite and
+        within the furnace's limits; checked before the run starts).
     cool_furnace : bool
         Command ``safe_K`` (without waiting) after the sample is out.
     record : SampleRecord, optional
@@ -106,37 +127,70 @@ def anneal(
     _check_positive("duration_s", duration_s)
     _check_positive("check_interval_s", check_interval_s)
     furnace.check_value(temperature_K)
+    _check_positive("safe_K", safe_K)
+    furnace.check_value(safe_K)
     _md = plan_md("anneal", {"furnace": furnace, "handler": handler, "clock": clock,
                              "temperature_K": temperature_K, "duration_s": duration_s,
                              "check_interval_s": check_interval_s, "safe_K": safe_K}, md,
                   purpose="anneal")
 
-    inside: dict[str, Any] = {"t0": None, "readings": []}  # the sample's time in the furnace
+    # the sample's time in the furnace: t0 once it is inside, the last temperature read since
+    inside: dict[str, Any] = {"t0": None, "last_K": None}
+
+    def guarded(step: str, plan: PlanGen, failures: list[str]) -> PlanGen:
+        """Run one safety step; a failure is noted and never skips the steps after it."""
+        try:
+            return (yield from plan)
+        except (RequestAbort, RequestStop):
+            raise  # the operator takes over
+        except Exception as exc:  # noqa: BLE001 - every safety step must be attempted
+            logger.error("anneal abort: %s failed: %s", step, exc)
+            failures.append(f"{step} failed ({_fault_text(exc)})")
+            return None
+
+    def safety_steps() -> PlanGen:
+        """Safe setpoint, sample out, history: each attempted; return the failures."""
+        failures: list[str] = []
+        # 1. the furnace to its safe setpoint (one write: bounded by the link's timeout)
+        yield from guarded(f"commanding the safe setpoint {safe_K} K",
+                           bps.abs_set(furnace.setpoint, float(safe_K), wait=True), failures)
+        # 2. the sample out: it must not stay in a furnace that is out of control
+        yield from guarded("moving the sample out", bps.mv(handler, "storage"), failures)
+        # 3. what the sample went through, even if it could not be moved out
+        if inside["t0"] is not None:
+            t1 = yield from guarded("reading the lab clock", lab_time(clock), failures)
+            if t1 is None:
+                t1 = inside["t0"]
+            known_K = inside["last_K"] if inside["last_K"] is not None else float(temperature_K)
+            yield from guarded(
+                "recording the thermal history",
+                record_segment(record, inside["t0"], float(t1), float(known_K), "furnace",
+                               False, "anneal_aborted"),
+                failures,
+            )
+        inside["t0"] = None
+        return failures
 
     def abort(reason: str, cause: BaseException | None = None) -> PlanGen:
-        yield from bps.abs_set(furnace.setpoint, float(safe_K), wait=True)
-        if inside["t0"] is not None:  # take the sample out; its history keeps the partial anneal
-            yield from bps.mv(handler, "storage")
-            t1 = yield from lab_time(clock)
-            known = inside["readings"] or [float(temperature_K)]
-            yield from record_segment(record, inside["t0"], t1, sum(known) / len(known),
-                                      "furnace", False, "anneal_aborted")
+        failures = yield from safety_steps()
+        done = "; ".join(failures) if failures else f"sample out, setpoint set to {safe_K} K"
         raise AnnealAborted(
-            f"anneal at {temperature_K} K aborted: {reason}; "
-            f"setpoint set to {safe_K} K"
+            f"anneal at {temperature_K} K aborted: {reason}; {done}", failures
         ) from cause
 
     def check() -> PlanGen:
+        """Read the furnace; abort on a reported fault or a failed read."""
         try:
             # a sensor break makes the PV read itself fail (InstrumentReportedError)
             yield from bps.trigger_and_read([furnace, clock])
-            word = int((yield from bps.rd(furnace.status)))
+            value_K = float((yield from bps.rd(furnace)))
+            inside["last_K"] = value_K if inside["t0"] is not None else inside["last_K"]
+            fault = str((yield from bps.rd(furnace.fault)))
         except (InstrumentError, FailedStatus) as exc:
             yield from abort(_fault_text(exc), exc)
-        faults = [text for bit, text in FURNACE_STATUS_BITS.items() if word & (1 << bit)]
-        if faults:
-            yield from abort(f"furnace reports {', '.join(faults)}")
-        return float((yield from bps.rd(furnace)))
+        if fault:
+            yield from abort(f"furnace reports {fault}")
+        return value_K
 
     @bpp.run_decorator(md=_md)
     def inner() -> PlanGen:
@@ -146,15 +200,23 @@ def anneal(
             yield from abort(_fault_text(exc), exc)
         yield from check()
         yield from bps.mv(handler, "furnace")
-        t0 = yield from lab_time(clock)
-        inside["t0"] = t0
-        readings = inside["readings"]
+        t0 = inside["t0"] = yield from lab_time(clock)
+        readings: list[float] = []
         remaining = float(duration_s)
-        while remaining > 0:
-            step = min(remaining, float(check_interval_s))
-            yield from bps.mv(clock, step)
-            remaining -= step
-            readings.append((yield from check()))
+        try:
+            while remaining > 0:
+                step = min(remaining, float(check_interval_s))
+                yield from bps.mv(clock, step)
+                remaining -= step
+                readings.append((yield from check()))
+        except AnnealAborted:
+            raise
+        except (RequestAbort, RequestStop):
+            # the run is aborted or stopped by the operator: the sample still comes out
+            yield from safety_steps()
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure during the hold ends it safely
+            yield from abort(f"{type(exc).__name__} during the hold: {_fault_text(exc)}", exc)
         yield from bps.mv(handler, "storage")
         inside["t0"] = None
         t1 = yield from lab_time(clock)

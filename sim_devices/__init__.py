@@ -16,3 +16,7 @@ __all__ += ["SurfaceLabSimulator", "SimsSettings"]
 from ._lab import LOCATIONS, LabSampleView, SimulatedOperator, VirtualLab  # noqa: E402
 
 __all__ += ["VirtualLab", "LabSampleView", "SimulatedOperator", "LOCATIONS"]
+from ._line_server import REPLY_FAULTS  # noqa: E402
+from ._modbus_rtu import RTU_REPLY_FAULTS, crc16, with_crc  # noqa: E402
+
+__all__ += ["REPLY_FAULTS", "RTU_REPLY_FAULTS", "crc16", "with_crc"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ._clock import VirtualClock
 from ._cryo_thermal import CryoStageThermalModel
-from ._line_server import LineServer
+from ._line_server import LineServer, ReplyFault
 
 __all__ = ["LakeShoreSimulator", "LAKESHORE_FAULTS"]
 
@@ -196,10 +196,29 @@ class LakeShoreSimulator:
         self._faults.add(fault)
         self._apply_faults(delay_s)
 
+    def queue_reply_fault(self, fault: ReplyFault, *, delay_s: float = 1.0) -> None:
+        """Spoil the next reply line (one-shot); see :data:`REPLY_FAULTS` of the line server.
+
+        Parameters
+        ----------
+        fault : str or callable
+            ``"duplicate"``, ``"extra_line"``, ``"garble"``, ``"partial"``, ``"late"``,
+            ``"silent"``, ``"drop"``, ``"split_late"``, or ``fn(reply_bytes) -> bytes``.
+        delay_s : float
+            Delay of ``"late"`` / ``"split_late"``, s.
+        """
+        self._server.queue_reply_fault(fault, delay_s=delay_s)
+
+    @property
+    def replies_faulted(self) -> int:
+        """Replies a one-shot fault was applied to."""
+        return self._server.replies_faulted
+
     def clear_fault(self, fault: str | None = None) -> None:
         """End one fault (or all with None)."""
         if fault is None:
             self._faults.clear()
+            self._server.clear_reply_faults()
         elif fault in self._faults:
             self._faults.discard(fault)
         elif fault not in LAKESHORE_FAULTS:

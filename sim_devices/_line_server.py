@@ -2,7 +2,10 @@
 
 Each client connection gets a thread. Lines end in LF (a preceding CR is dropped); the handler
 maps one line to one reply line (or None for no reply); replies end in ``terminator``.
-Wire faults: no reply, garbled reply, late reply, dropped connections, rejected connections.
+Wire faults: no reply, garbled reply, late reply, dropped connections, rejected connections;
+and one-shot faults applied to the next replies in turn (:meth:`LineServer.queue_reply_fault`):
+a duplicated, partial, garbled, late or missing reply, an extra line, a dropped connection, or
+any bytes a callable makes of the reply.
 """
 
 from __future__ import annotations
@@ -10,9 +13,23 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
 
-__all__ = ["LineServer"]
+__all__ = ["LineServer", "REPLY_FAULTS", "ReplyFault"]
+
+ReplyFault = str | Callable[[bytes], bytes]
+"""A one-shot reply fault: a name from :data:`REPLY_FAULTS`, or ``fn(reply) -> bytes`` that
+turns the reply line (with its terminator) into the bytes actually sent."""
+
+REPLY_FAULTS = frozenset(
+    {"duplicate", "extra_line", "garble", "partial", "late", "silent", "drop", "split_late"}
+)
+"""Names of the one-shot reply faults: ``duplicate`` (the reply twice), ``extra_line`` (an
+unsolicited line after the reply), ``garble`` (digits and signs replaced), ``partial`` (the
+first half, no terminator, the rest never), ``late`` (the reply after ``delay_s``),
+``silent`` (no reply), ``drop`` (the connection closed instead of replying), ``split_late``
+(half the reply now, the rest after ``delay_s``)."""
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +86,9 @@ class LineServer:
         """Delay each reply by this many seconds."""
         self.reject_connections = False
         """Accept and immediately close new connections."""
+        self._reply_faults: deque[tuple[ReplyFault, float]] = deque()
+        self.replies_faulted = 0
+        """Replies a one-shot fault was applied to."""
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -119,6 +139,35 @@ class LineServer:
                 pass
             conn.close()
         return len(clients)
+
+    def queue_reply_fault(self, fault: ReplyFault, *, delay_s: float = 1.0) -> None:
+        """Apply ``fault`` to the next reply not yet faulted (one-shot, first in first out).
+
+        Parameters
+        ----------
+        fault : str or callable
+            A name from :data:`REPLY_FAULTS` or ``fn(reply_bytes) -> bytes_to_send``.
+        delay_s : float
+            Delay of ``late`` and ``split_late`` (s, finite, 0..60).
+        """
+        if not callable(fault) and fault not in REPLY_FAULTS:
+            raise ValueError(f"unknown reply fault {fault!r}; expected a callable or one of "
+                             f"{sorted(REPLY_FAULTS)}")
+        if not (isinstance(delay_s, int | float) and 0 <= delay_s <= 60):
+            raise ValueError(f"delay_s must be a number of seconds in 0..60, got {delay_s!r}")
+        with self._lock:
+            self._reply_faults.append((fault, float(delay_s)))
+
+    def clear_reply_faults(self) -> None:
+        """Forget the queued one-shot reply faults."""
+        with self._lock:
+            self._reply_faults.clear()
+
+    @property
+    def pending_reply_faults(self) -> int:
+        """One-shot reply faults not yet applied."""
+        with self._lock:
+            return len(self._reply_faults)
 
     @property
     def client_count(self) -> int:
@@ -192,10 +241,55 @@ class LineServer:
         if self.late_reply_s > 0 and self._stop.wait(self.late_reply_s):
             return False
         data = _garbled(reply) if self.garble else reply.encode("ascii", errors="replace")
+        data += self._terminator
+        with self._lock:
+            one_shot = self._reply_faults.popleft() if self._reply_faults else None
+        if one_shot is not None:
+            self.replies_faulted += 1
+            return self._send_faulted(conn, data, *one_shot)
         try:
-            conn.sendall(data + self._terminator)
+            conn.sendall(data)
         except OSError:
             return False
+        return True
+
+    def _send_faulted(self, conn: socket.socket, data: bytes, fault: ReplyFault,
+                      delay_s: float) -> bool:
+        """Send ``data`` spoilt by ``fault``; False when the connection is gone."""
+        chunks: list[tuple[float, bytes]]
+        if callable(fault):
+            chunks = [(0.0, bytes(fault(data)))]
+        elif fault == "duplicate":
+            chunks = [(0.0, data + data)]
+        elif fault == "extra_line":
+            chunks = [(0.0, data + b"+000.000" + self._terminator)]
+        elif fault == "garble":
+            text = data[: len(data) - len(self._terminator)].decode("ascii", errors="replace")
+            chunks = [(0.0, _garbled(text) + self._terminator)]
+        elif fault == "partial":
+            chunks = [(0.0, data[: max(1, (len(data) - len(self._terminator)) // 2)])]
+        elif fault == "late":
+            chunks = [(delay_s, data)]
+        elif fault == "split_late":
+            half = max(1, (len(data) - len(self._terminator)) // 2)
+            chunks = [(0.0, data[:half]), (delay_s, data[half:])]
+        elif fault == "silent":
+            chunks = []
+        else:  # "drop"
+            with self._lock:
+                self._clients.discard(conn)
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return False
+        for delay, chunk in chunks:
+            if delay > 0 and self._stop.wait(delay):
+                return False
+            try:
+                conn.sendall(chunk)
+            except OSError:
+                return False
         return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable
 
 __all__ = [
@@ -22,7 +23,22 @@ __all__ = [
     "ILLEGAL_FUNCTION",
     "ILLEGAL_DATA_ADDRESS",
     "ILLEGAL_DATA_VALUE",
+    "RTU_REPLY_FAULTS",
+    "RtuReplyFault",
 ]
+
+RtuReplyFault = str | Callable[[bytes], bytes]
+"""A one-shot reply fault: a name from :data:`RTU_REPLY_FAULTS` or ``fn(frame) -> bytes``."""
+
+RTU_REPLY_FAULTS = frozenset({
+    "bad_crc", "wrong_slave", "wrong_function", "wrong_echo", "duplicate", "extra_bytes",
+    "partial", "late", "silent", "exception",
+})
+"""One-shot reply faults: ``bad_crc`` (CRC corrupted), ``wrong_slave`` / ``wrong_function``
+(another slave address / function code, valid CRC), ``wrong_echo`` (a write's echoed
+register address changed, valid CRC), ``duplicate`` (the frame twice), ``extra_bytes`` (junk
+after the frame), ``partial`` (the first half only), ``late`` (sent after ``delay_s``),
+``silent`` (no reply), ``exception`` (a valid exception reply, code 4)."""
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_DATA_ADDRESS = 2
@@ -110,6 +126,10 @@ class RtuSlave:
         self.garble_replies = False
         self.reply_delay_s = 0.0
         self.frames_handled = 0
+        self.replies_faulted = 0
+        """Replies a one-shot fault was applied to."""
+        self._reply_faults: deque[tuple[RtuReplyFault, float]] = deque()
+        self._next_delay_s: float | None = None
         self._drop_listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
 
@@ -130,6 +150,40 @@ class RtuSlave:
         with self._listeners_lock:
             if callback in self._drop_listeners:
                 self._drop_listeners.remove(callback)
+
+    def queue_reply_fault(self, fault: RtuReplyFault, *, delay_s: float = 1.0) -> None:
+        """Spoil the next reply not yet faulted (one-shot, first in first out).
+
+        Parameters
+        ----------
+        fault : str or callable
+            A name from :data:`RTU_REPLY_FAULTS` or ``fn(reply_frame) -> bytes_to_send``.
+        delay_s : float
+            Delay of ``late`` (s, 0..60).
+        """
+        if not callable(fault) and fault not in RTU_REPLY_FAULTS:
+            raise ValueError(f"unknown reply fault {fault!r}; expected a callable or one of "
+                             f"{sorted(RTU_REPLY_FAULTS)}")
+        if not (isinstance(delay_s, int | float) and 0 <= delay_s <= 60):
+            raise ValueError(f"delay_s must be a number of seconds in 0..60, got {delay_s!r}")
+        with self._listeners_lock:
+            self._reply_faults.append((fault, float(delay_s)))
+
+    def clear_reply_faults(self) -> None:
+        """Forget the queued one-shot reply faults."""
+        with self._listeners_lock:
+            self._reply_faults.clear()
+
+    @property
+    def pending_reply_faults(self) -> int:
+        """One-shot reply faults not yet applied."""
+        with self._listeners_lock:
+            return len(self._reply_faults)
+
+    def take_reply_delay(self) -> float:
+        """Seconds a carrier waits before sending the reply just made (one-shot ``late``)."""
+        delay, self._next_delay_s = self._next_delay_s, None
+        return self.reply_delay_s if delay is None else delay
 
     # -- register map (override) ------------------------------------------------------------
     def read_registers(self, address: int, count: int, function: int) -> list[int]:
@@ -156,7 +210,43 @@ class RtuSlave:
         reply = with_crc(self._reply_body(frame[:-2]))
         if self.garble_replies:
             reply = reply[:-2] + bytes([reply[-2] ^ 0xFF, reply[-1] ^ 0x5A])
-        return reply
+        with self._listeners_lock:
+            one_shot = self._reply_faults.popleft() if self._reply_faults else None
+        if one_shot is None:
+            return reply
+        self.replies_faulted += 1
+        return self._faulted(reply, *one_shot)
+
+    def _faulted(self, reply: bytes, fault: RtuReplyFault, delay_s: float) -> bytes | None:
+        if callable(fault):
+            return bytes(fault(reply))
+        body = bytearray(reply[:-2])
+        if fault == "bad_crc":
+            return reply[:-2] + bytes([reply[-2] ^ 0xFF, reply[-1] ^ 0x5A])
+        if fault == "wrong_slave":
+            body[0] = (body[0] % 247) + 1
+            return with_crc(bytes(body))
+        if fault == "wrong_function":
+            body[1] = 4 if body[1] == 3 else 3
+            return with_crc(bytes(body))
+        if fault == "wrong_echo":
+            if body[1] in (6, 16) and len(body) >= 4:
+                body[3] ^= 0x01
+            else:  # a read reply: a value changed under a valid CRC cannot be told apart
+                body[1] = 4 if body[1] == 3 else 3
+            return with_crc(bytes(body))
+        if fault == "duplicate":
+            return reply + reply
+        if fault == "extra_bytes":
+            return reply + b"\x00\xff\x13"
+        if fault == "partial":
+            return reply[: max(1, len(reply) // 2)]
+        if fault == "late":
+            self._next_delay_s = delay_s
+            return reply
+        if fault == "exception":
+            return with_crc(bytes([body[0], body[1] | 0x80, 4]))
+        return None  # "silent"
 
     def _reply_body(self, body: bytes) -> bytes:
         address, function = body[0], body[1]

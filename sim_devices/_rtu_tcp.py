@@ -148,7 +148,7 @@ class RtuTcpServer:
         for frame in frames:
             reply = self.slave.handle_frame(frame)
             if reply is not None:
-                delay = self.slave.reply_delay_s
+                delay = self.slave.take_reply_delay()
                 if delay > 0 and self._stop.wait(delay):
                     return
                 client.sendall(reply)

@@ -146,7 +146,7 @@ class Serial(SerialBase):
         with self._cond:
             if self._dropped:
                 raise SerialException("simulated link dropped")
-        delay = slave.reply_delay_s
+        delay = slave.take_reply_delay() if replies else slave.reply_delay_s
         if delay > 0 and replies:
             timer = threading.Timer(delay, self._deliver, args=(replies,))
             timer.daemon = True

@@ -359,3 +359,55 @@ def test_pv_noise_is_reproducible(wall):
         values.append([simulator.read_registers(1, 1, 3)[0] for _ in range(20)])
     assert values[0] == values[1]
     assert len(set(values[0])) > 1
+
+
+# -- one-shot reply faults ------------------------------------------------------------------------
+READ_PV = "01 03 00 01 00 01 D5 CA"
+PV_REPLY = "01 03 02 00 DC B9 DD"
+
+
+@pytest.mark.parametrize(("fault", "expect"), [
+    ("bad_crc", lambda r: r[:-2] == frame(PV_REPLY)[:-2] and not check_crc(r)),
+    ("wrong_slave", lambda r: r[0] == 2 and with_crc(r[:-2]) == r),
+    ("wrong_function", lambda r: r[1] == 4 and with_crc(r[:-2]) == r),
+    ("duplicate", lambda r: r == frame(PV_REPLY) * 2),
+    ("extra_bytes", lambda r: r.startswith(frame(PV_REPLY)) and len(r) == 10),
+    ("exception", lambda r: r[1] == 0x83 and r[2] == 4 and with_crc(r[:-2]) == r),
+    (lambda reply: b"\x00" + reply, lambda r: r == b"\x00" + frame(PV_REPLY)),
+])
+def test_one_shot_rtu_reply_faults(sim, tcp, fault, expect):
+    sim.queue_reply_fault(fault)
+    reply = exchange(tcp, frame(READ_PV), 14, timeout=0.3)
+    assert expect(reply), reply.hex(" ")
+    assert exchange(tcp, frame(READ_PV), 7) == frame(PV_REPLY)  # one-shot
+    assert sim.replies_faulted == 1
+
+
+def test_partial_silent_and_late_rtu_replies(sim, tcp):
+    sim.queue_reply_fault("partial")
+    assert exchange(tcp, frame(READ_PV), 7, timeout=0.3) == frame(PV_REPLY)[:3]
+    sim.queue_reply_fault("silent")
+    assert exchange(tcp, frame(READ_PV), 7, timeout=0.3) == b""
+    sim.queue_reply_fault("late", delay_s=0.2)
+    started = time.monotonic()
+    assert exchange(tcp, frame(READ_PV), 7, timeout=1.0) == frame(PV_REPLY)
+    assert time.monotonic() - started >= 0.15
+    assert sim.take_reply_delay() == 0.0  # the delay was one-shot
+
+
+def test_wrong_echo_changes_a_write_reply(sim, tcp):
+    sim.queue_reply_fault("wrong_echo")
+    request = with_crc(frame("01 06 00 02 03 E8"))  # target setpoint := 100.0 degC
+    reply = exchange(tcp, request, 8, timeout=0.5)
+    assert reply != request and with_crc(reply[:-2]) == reply and reply[3] == 0x03
+
+
+def test_rtu_reply_fault_arguments_are_checked(sim):
+    with pytest.raises(ValueError, match="unknown reply fault 'bogus'"):
+        sim.queue_reply_fault("bogus")
+    with pytest.raises(ValueError, match="delay_s"):
+        sim.queue_reply_fault("late", delay_s=100.0)
+    sim.queue_reply_fault("silent")
+    assert sim.pending_reply_faults == 1
+    sim.clear_reply_faults()
+    assert sim.pending_reply_faults == 0

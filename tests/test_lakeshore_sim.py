@@ -326,3 +326,58 @@ def test_thermal_model_is_independent_of_how_time_is_sliced(heater_range, target
         results.append(model.temperature_K)
     assert max(results) - min(results) < 1e-6
     assert min(start, target) - 1e-9 <= results[0] <= max(start, target) + 1e-9
+
+
+# ---------------------------------------------------------------------- one-shot reply faults
+def test_one_shot_reply_faults_apply_in_turn(sim, client):
+    sim.queue_reply_fault("duplicate")
+    sim.queue_reply_fault("extra_line")
+    sim.queue_reply_fault(lambda reply: b"spoilt" + reply)
+    assert client.ask("*OPC?") == "1"
+    assert client.read_raw() == b"1\r\n"  # the duplicate
+    assert client.ask("*OPC?") == "1"
+    assert client.read_raw() == b"+000.000\r\n"  # the unsolicited line
+    assert client.ask("*OPC?") == "spoilt1"
+    assert client.ask("*OPC?") == "1"  # faults are one-shot
+    assert sim.replies_faulted == 3
+
+
+def test_partial_and_split_late_replies(sim, client):
+    sim.queue_reply_fault("split_late", delay_s=0.2)
+    client.send("*IDN?")
+    started = time.monotonic()
+    raw = client.read_raw()
+    assert raw.startswith(b"LSCI,MODEL336") and time.monotonic() - started >= 0.15
+    sim.queue_reply_fault("partial")
+    client.send("*IDN?")
+    client.sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        client.read_raw()
+    assert client.buffer.startswith(b"LSCI") and b"\n" not in client.buffer
+
+
+def test_silent_and_drop_reply_faults(sim):
+    c = RawClient(sim.address, timeout_s=0.3)
+    try:
+        sim.queue_reply_fault("silent")
+        c.send("*OPC?")
+        with pytest.raises(TimeoutError):
+            c.read_raw()
+        sim.queue_reply_fault("drop")
+        c.send("*OPC?")
+        with pytest.raises((ConnectionError, TimeoutError)):
+            c.read_raw()
+    finally:
+        c.close()
+
+
+def test_reply_fault_arguments_are_checked(sim):
+    with pytest.raises(ValueError, match="unknown reply fault 'bogus'"):
+        sim.queue_reply_fault("bogus")
+    with pytest.raises(ValueError, match="delay_s"):
+        sim.queue_reply_fault("late", delay_s=-1.0)
+    with pytest.raises(ValueError, match="delay_s"):
+        sim.queue_reply_fault("late", delay_s=float("nan"))
+    sim.queue_reply_fault("garble")
+    sim.clear_fault()
+    assert sim._server.pending_reply_faults == 0

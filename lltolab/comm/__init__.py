@@ -1,5 +1,6 @@
 """Instrument communication: transports, the project's exceptions, ophyd signals, positioners."""
 
+from ._checked import checked_query, resync
 from ._errors import (
     InstrumentDisconnected,
     InstrumentError,
@@ -10,7 +11,15 @@ from ._errors import (
 from ._modbus import MODBUS_EXCEPTION_CODES, ModbusRtuTransport
 from ._signal import MessageSignal, MessageSignalRO, MessageTransport
 from ._temperature_loop import MoveStopped, TemperatureLoop
-from ._visa import VisaLineTransport, parse_fields, parse_float, parse_floats, parse_int
+from ._visa import (
+    MAX_COMMAND_CHARS,
+    MAX_REPLY_CHARS,
+    VisaLineTransport,
+    parse_fields,
+    parse_float,
+    parse_floats,
+    parse_int,
+)
 
 __all__ = [
     "InstrumentError",
@@ -30,4 +39,8 @@ __all__ = [
     "parse_float",
     "parse_floats",
     "parse_int",
+    "checked_query",
+    "resync",
+    "MAX_COMMAND_CHARS",
+    "MAX_REPLY_CHARS",
 ]

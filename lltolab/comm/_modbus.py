@@ -163,11 +163,11 @@ class ModbusRtuTransport:
     ) -> None:
         if not isinstance(port_or_url, str) or not port_or_url:
             raise ValueError(f"port_or_url must be a non-empty string, got {port_or_url!r}")
-        if not isinstance(slave_address, int) or not 1 <= slave_address <= 247:
+        if not _is_int(slave_address) or not 1 <= slave_address <= 247:
             raise ValueError(f"slave_address must be an int in 1..247, got {slave_address!r}")
-        if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
+        if not (_is_real(timeout_s) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a finite number > 0 s, got {timeout_s!r}")
-        if not isinstance(baudrate, int) or baudrate <= 0:
+        if not _is_int(baudrate) or baudrate <= 0:
             raise ValueError(f"baudrate must be a positive int, got {baudrate!r}")
         if parity not in _PARITIES:
             raise ValueError(f"parity must be one of {sorted(_PARITIES)}, got {parity!r}")
@@ -230,10 +230,9 @@ class ModbusRtuTransport:
         """Read ``count`` consecutive registers (1..125) as unsigned integers."""
         _check_address(address)
         _check_read_fc(functioncode)
-        if not isinstance(count, int) or not 1 <= count <= 125:
+        if not _is_int(count) or not 1 <= count <= 125:
             raise ValueError(f"register count must be an int in 1..125, got {count!r}")
-        if address + count > 65536:
-            raise ValueError(f"registers {address}..{address + count - 1} exceed 65535")
+        _check_span(address, count)
         values = self._transact(lambda i: i.read_registers(address, count, functioncode), True)
         return [int(v) for v in values]
 
@@ -255,19 +254,18 @@ class ModbusRtuTransport:
     def write_word(self, address: int, word: int, *, functioncode: int = 6) -> None:
         """Write one unsigned 16-bit register with function code 6 (or 16)."""
         _check_address(address)
-        if not isinstance(word, int) or not 0 <= word <= 0xFFFF:
-            raise ValueError(f"register value must be an int in 0..65535, got {word!r}")
+        _check_word(word)
         _check_write_fc(functioncode)
         self._transact(lambda i: i.write_register(address, word, 0, functioncode), False)
 
     def write_words(self, address: int, words: list[int]) -> None:
         """Write consecutive registers with function code 16 (1..123 registers)."""
         _check_address(address)
-        if not 1 <= len(words) <= 123:
-            raise ValueError(f"register count must be 1..123, got {len(words)}")
+        if not isinstance(words, list | tuple) or not 1 <= len(words) <= 123:
+            raise ValueError(f"words must be a list of 1..123 register values, got {words!r}")
+        _check_span(address, len(words))
         for word in words:
-            if not isinstance(word, int) or not 0 <= word <= 0xFFFF:
-                raise ValueError(f"register value must be an int in 0..65535, got {word!r}")
+            _check_word(word)
         self._transact(lambda i: i.write_registers(address, list(words)), False)
 
     def write_value(
@@ -286,7 +284,7 @@ class ModbusRtuTransport:
         _check_address(address)
         _check_decimals(decimals)
         _check_write_fc(functioncode)
-        if not (isinstance(value, int | float) and math.isfinite(value)):
+        if not (_is_real(value) and math.isfinite(value)):
             raise ValueError(f"value must be a finite number, got {value!r}")
         raw = round(value * 10**decimals)
         low, high = (-32768, 32767) if signed else (0, 65535)
@@ -302,12 +300,18 @@ class ModbusRtuTransport:
         """Read an IEEE 754 float from two registers, high word first."""
         _check_address(address, span=2)
         _check_read_fc(functioncode)
-        return float(self._transact(lambda i: i.read_float(address, functioncode, 2), True))
+        value = float(self._transact(lambda i: i.read_float(address, functioncode, 2), True))
+        if not math.isfinite(value):
+            raise InstrumentProtocolError(
+                f"{self.name}: registers {address}..{address + 1} hold {value!r}, not a finite "
+                "number"
+            )
+        return value
 
     def write_float(self, address: int, value: float) -> None:
         """Write an IEEE 754 float to two registers, high word first (function code 16)."""
         _check_address(address, span=2)
-        if not (isinstance(value, int | float) and math.isfinite(value)):
+        if not (_is_real(value) and math.isfinite(value)):
             raise ValueError(f"value must be a finite number, got {value!r}")
         self._transact(lambda i: i.write_float(address, float(value), 2), False)
 
@@ -397,6 +401,7 @@ class ModbusRtuTransport:
         except InstrumentError:
             raise
         except (TypeError, ValueError) as exc:
+            self._drop(link)
             raise InstrumentProtocolError(f"{self.name}: cannot decode reply: {exc}") from exc
 
 
@@ -419,21 +424,44 @@ class _LinkGuard:
         self._link.lock.release()
 
 
+def _is_int(value: object) -> bool:
+    """An int that is not a bool (True would otherwise pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_word(word: int) -> None:
+    if not _is_int(word) or not 0 <= word <= 0xFFFF:
+        raise ValueError(f"register value must be an int in 0..65535, got {word!r}")
+
+
+def _check_span(address: int, count: int) -> None:
+    if address + count > 65536:
+        raise ValueError(
+            f"{count} registers from {address} would end at {address + count - 1}, past the "
+            "last register 65535"
+        )
+
+
 def _check_address(address: int, span: int = 1) -> None:
-    if not isinstance(address, int) or not 0 <= address <= 65536 - span:
+    if not _is_int(address) or not 0 <= address <= 65536 - span:
         raise ValueError(f"register address must be an int in 0..{65536 - span}, got {address!r}")
 
 
 def _check_decimals(decimals: int) -> None:
-    if not isinstance(decimals, int) or not 0 <= decimals <= 6:
+    if not _is_int(decimals) or not 0 <= decimals <= 6:
         raise ValueError(f"decimals must be an int in 0..6, got {decimals!r}")
 
 
 def _check_read_fc(functioncode: int) -> None:
-    if functioncode not in (3, 4):
+    if not _is_int(functioncode) or functioncode not in (3, 4):
         raise ValueError(f"read function code must be 3 or 4, got {functioncode!r}")
 
 
 def _check_write_fc(functioncode: int) -> None:
-    if functioncode not in (6, 16):
+    if not _is_int(functioncode) or functioncode not in (6, 16):
         raise ValueError(f"write function code must be 6 or 16, got {functioncode!r}")

@@ -18,6 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 from ophyd import Signal, SignalRO
 from ophyd.signal import UNSET_VALUE  # type: ignore[attr-defined]
 
+from ._checked import checked_query
+
 __all__ = ["MessageSignal", "MessageSignalRO", "MessageTransport"]
 
 
@@ -111,8 +113,8 @@ class _MessageIO:
             return self._getter()
         if self._query is None:
             raise RuntimeError(f"{self.name}: no query string or getter to read from")
-        reply = self.transport.query(self._query)
-        return self._parser(reply)
+        # a reply the parser rejects resynchronises the link before the error propagates
+        return checked_query(self.transport, self._query, self._parser)
 
     def _update_cache(self, value: Any) -> None:
         old = self._readback
@@ -274,8 +276,10 @@ class MessageSignal(_MessageIO, Signal):
                 raise ValueError(f"{self.name}: expected a boolean, got {value!r}")
             value = bool(value)
         elif vt is str:
-            if not isinstance(value, str) or "\n" in value or "\r" in value:
-                raise ValueError(f"{self.name}: expected a single-line string, got {value!r}")
+            if not isinstance(value, str) or any(not " " <= c <= "~" for c in value):
+                raise ValueError(
+                    f"{self.name}: expected a single line of printable ASCII, got {value!r}"
+                )
         if self._limits_src is not None and isinstance(value, numbers.Real):
             low, high = self.limits
             unit = f" {self._units}" if self._units else ""

@@ -2,15 +2,22 @@
 
 The transport owns one pyvisa resource and one lock. Every backend failure (``VisaIOError``,
 ``OSError`` subclasses, undecodable bytes) is translated into the project's exceptions from
-:mod:`lltolab.comm._errors`. After a timeout or a dropped link the session is closed and reopened
-on the next call, because a late reply would otherwise desynchronise the stream (pyvisa-py's
-``TCPIP::…::SOCKET`` reports a dropped peer as a plain timeout). Only queries marked idempotent
-are retried, once, after such a reconnect.
+:mod:`lltolab.comm._errors`.
+
+Keeping the link in step: input still pending before a query (a duplicated or late reply) is
+discarded; a reply must end in the read termination and be printable ASCII of bounded length;
+after a timeout, a dropped link, or a reply that is garbled, partial or of the wrong shape
+(:meth:`VisaLineTransport.resync`, called by :func:`checked_query` when the parser rejects it),
+the session is closed and reopened on the next call, so a late reply can never be taken for the
+answer to the next query (pyvisa-py's ``TCPIP::…::SOCKET`` reports a dropped peer as a plain
+timeout). Only queries marked idempotent are retried, once, after such a reconnect.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import select
 import socket
 import threading
@@ -28,7 +35,28 @@ from ._errors import (
     InstrumentTimeout,
 )
 
-__all__ = ["VisaLineTransport", "parse_float", "parse_floats", "parse_int", "parse_fields"]
+__all__ = [
+    "VisaLineTransport",
+    "parse_float",
+    "parse_floats",
+    "parse_int",
+    "parse_fields",
+    "MAX_COMMAND_CHARS",
+    "MAX_REPLY_CHARS",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_COMMAND_CHARS = 256
+"""Longest command line sent, in characters (without the termination)."""
+MAX_REPLY_CHARS = 1024
+"""Longest reply line accepted, in characters (without the termination)."""
+_MAX_NUMBER_CHARS = 32
+_MAX_DRAIN_BYTES = 1 << 20
+# strict numeric grammar: no underscores, no "inf"/"nan", no hex, no embedded spaces
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,12}")
+_PRINTABLE_RE = re.compile(r"[\x20-\x7e]*")
 
 # VISA status codes that mean "the link is gone / cannot be opened" rather than "no reply".
 _DISCONNECT_CODES = {
@@ -92,6 +120,8 @@ class VisaLineTransport:
         self._res: Any = None
         self.reconnects = 0
         """Number of times the link was reopened after a failure."""
+        self.discarded_bytes = 0
+        """Bytes of stale input thrown away before queries (duplicated or late replies)."""
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -135,6 +165,7 @@ class VisaLineTransport:
         _check_line(command)
         with self._lock:
             self._ensure_open()
+            self._discard_pending()
             try:
                 self._res.write(command)
             except Exception as exc:  # noqa: BLE001 - translated below
@@ -158,7 +189,8 @@ class VisaLineTransport:
         InstrumentDisconnected
             The link is closed or cannot be opened.
         InstrumentProtocolError
-            The reply is not decodable text.
+            The reply is not printable ASCII, too long, or lacks its termination (partial);
+            the session is reopened before the next exchange.
         """
         _check_line(command)
         with self._lock:
@@ -170,20 +202,90 @@ class VisaLineTransport:
             # one retry on a fresh link (the failed session was dropped by _fail)
             return self._query_once(command)
 
+    def resync(self) -> None:
+        """Bring the link back in step after a reply that did not fit its query.
+
+        The session is closed (whatever the instrument still sends on it is lost with it) and
+        reopened on the next call. Safe to call at any time.
+        """
+        with self._lock:
+            if self._res is not None:
+                self._drop_session()
+                self.reconnects += 1
+
     # ------------------------------------------------------------------ internals
     def _query_once(self, command: str) -> str:
         self._ensure_open()
+        self._discard_pending()
         try:
             self._res.write(command)
-            reply = self._res.read()
-        except UnicodeDecodeError as exc:
-            # the garbled line was consumed up to its termination: the stream is still in step
-            raise InstrumentProtocolError(
-                f"{self.resource}: undecodable reply to {command!r}: {exc}"
-            ) from exc
+            raw = self._res.read_raw()
         except Exception as exc:  # noqa: BLE001 - translated below
             raise self._fail(exc, f"query {command!r}") from exc
-        return reply
+        return self._decode_reply(raw, command)
+
+    def _decode_reply(self, raw: bytes, command: str) -> str:
+        """The reply line without its termination; a bad line resynchronises the link."""
+        term = self.read_termination.encode("ascii")
+        problem = None
+        if term and not raw.endswith(term):
+            problem = "partial reply (no line termination)"
+        else:
+            body = raw[: len(raw) - len(term)] if term else raw
+            if len(body) > MAX_REPLY_CHARS:
+                problem = f"reply of {len(body)} characters (limit {MAX_REPLY_CHARS})"
+            else:
+                try:
+                    text = body.decode("ascii")
+                except UnicodeDecodeError:
+                    problem = "undecodable reply (not ASCII text)"
+                else:
+                    if _PRINTABLE_RE.fullmatch(text):
+                        return text
+                    problem = "reply holds control characters"
+        self._drop_session()
+        self.reconnects += 1
+        shown = raw if len(raw) <= 80 else raw[:80] + b"..."
+        raise InstrumentProtocolError(f"{self.resource}: {problem} to {command!r}: {shown!r}")
+
+    def _discard_pending(self) -> None:
+        """Throw away input that arrived outside any exchange (never blocks)."""
+        res = self._res
+        dropped = 0
+        try:
+            session = res.visalib.sessions[res.session]
+        except Exception:  # noqa: BLE001 - other backends keep sessions elsewhere
+            session = None
+        pending = getattr(session, "_pending_buffer", None)
+        if isinstance(pending, bytearray) and pending:
+            dropped += len(pending)
+            pending.clear()
+        sock = _socket_of(res)
+        if sock is not None:
+            try:
+                while dropped < _MAX_DRAIN_BYTES:
+                    readable, _, _ = select.select([sock], [], [], 0)
+                    if not readable:
+                        break
+                    chunk = sock.recv(65536)
+                    if not chunk:  # peer closed: reopen now, nothing of ours is lost
+                        self._drop_session()
+                        self.reconnects += 1
+                        self._ensure_open()
+                        break
+                    dropped += len(chunk)
+            except OSError as exc:
+                raise self._fail(exc, "discarding stale input") from exc
+        else:
+            try:  # serial and others: discard the backend's receive buffer, no I/O wait
+                waiting = getattr(getattr(session, "interface", None), "in_waiting", 0)
+                dropped += waiting if isinstance(waiting, int) else 0
+                res.flush(_vc.BufferOperation.discard_read_buffer)
+            except Exception:  # noqa: BLE001 - not every backend supports flushing
+                pass
+        if dropped:
+            self.discarded_bytes += dropped
+            logger.warning("%s: discarded %d bytes of stale input", self.resource, dropped)
 
     def _ensure_open(self) -> None:
         if self._res is not None:
@@ -252,12 +354,16 @@ class VisaLineTransport:
 
 # ---------------------------------------------------------------------- reply parsing
 def parse_float(reply: str, *, what: str = "reply") -> float:
-    """Parse one finite number such as ``"+077.350"``; raise InstrumentProtocolError otherwise."""
-    text = reply.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise InstrumentProtocolError(f"{what}: expected a number, got {reply!r}") from None
+    """Parse one finite number such as ``"+077.350"``; raise InstrumentProtocolError otherwise.
+
+    The grammar is strict: optional sign, digits with an optional decimal point, optional
+    exponent, at most 32 characters; no underscores, ``inf``/``nan``, hex or inner spaces.
+    """
+    text = reply.strip() if isinstance(reply, str) else ""
+    if len(text) > _MAX_NUMBER_CHARS or not _FLOAT_RE.fullmatch(text):
+        shown = reply if len(reply) <= 40 else reply[:40] + "..."
+        raise InstrumentProtocolError(f"{what}: expected a number, got {shown!r}")
+    value = float(text)
     if not math.isfinite(value):
         raise InstrumentProtocolError(f"{what}: expected a finite number, got {reply!r}")
     return value
@@ -265,9 +371,10 @@ def parse_float(reply: str, *, what: str = "reply") -> float:
 
 def parse_int(reply: str, *, what: str = "reply") -> int:
     """Parse one integer such as ``"3"`` or ``"032"``; raise InstrumentProtocolError otherwise."""
-    text = reply.strip()
-    if not text.lstrip("+-").isdigit():
-        raise InstrumentProtocolError(f"{what}: expected an integer, got {reply!r}")
+    text = reply.strip() if isinstance(reply, str) else ""
+    if not _INT_RE.fullmatch(text):
+        shown = reply if len(reply) <= 40 else reply[:40] + "..."
+        raise InstrumentProtocolError(f"{what}: expected an integer, got {shown!r}")
     return int(text)
 
 
@@ -299,10 +406,20 @@ def _check_timeout(name: str, value: float) -> None:
 
 
 def _check_line(command: str) -> None:
+    """A command must be one line of printable ASCII, at most MAX_COMMAND_CHARS long."""
     if not isinstance(command, str) or not command:
         raise ValueError(f"command must be a non-empty string, got {command!r}")
-    if "\n" in command or "\r" in command:
-        raise ValueError(f"command must be a single line without CR/LF, got {command!r}")
+    if len(command) > MAX_COMMAND_CHARS:
+        raise ValueError(
+            f"command of {len(command)} characters exceeds the limit of {MAX_COMMAND_CHARS}: "
+            f"{command[:40]!r}..."
+        )
+    if not _PRINTABLE_RE.fullmatch(command):
+        bad = next(c for c in command if not "\x20" <= c <= "\x7e")
+        raise ValueError(
+            f"command must be a single line of printable ASCII (0x20..0x7E), got {bad!r} "
+            f"in {command!r}"
+        )
 
 
 def _close_quietly(res: Any) -> None:
