@@ -13,6 +13,8 @@ from ._operator import (
     OperatorRequest,
     OperatorTimeout,
     PromptConfirmation,
+    check_request_id,
+    default_confirmation,
 )
 from ._sample_handler import SAMPLE_LOCATIONS, SampleHandler
 from ._sample_record import SEGMENT_KEYS, SampleRecord
@@ -28,3 +30,4 @@ __all__ += [
 ]
 __all__ += ["SampleRecord", "SEGMENT_KEYS"]
 __all__ += ["FURNACE_STATUS_BITS"]
+__all__ += ["check_request_id", "default_confirmation"]

@@ -213,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--sample-id", default=None)
     sh.set_defaults(func=_shell)
 
+    from lltolab.queue._cli import register as register_queue  # noqa: PLC0415
+
+    register_queue(sub)  # lltolab queue, lltolab confirm
+
     sim = sub.add_parser("sim", help="simulated instruments").add_subparsers(
         dest="sim_command", required=True)
     serve = sim.add_parser("serve", help="serve the simulated instruments and the virtual lab")

@@ -153,7 +153,8 @@ export_folder = "D:/SurfaceLab/exports"
 timeout_s = 28800.0
 
 [operator]
-confirmation = "prompt"         # or "file" (another process answers), with folder = "..."
+confirmation = "auto"   # prompt in an interactive shell, else answer files in folder
+# folder = "~/lltolab/operator"  # default <catalog>/session/operator; "prompt" or "file" force
 
 [suspenders]
 stage_imaging_max_K = 173.15
@@ -250,7 +251,7 @@ def start(
         devices, lab = _sim_devices(seed, time_scale, lab, export_folder)
         closers.append(lab.close)
     else:
-        devices = _real_devices(cfg)
+        devices = _real_devices(cfg, operator_folder=state_dir / "operator")
         lab = None
     for dev in devices.values():
         if hasattr(dev, "close"):
@@ -334,7 +335,7 @@ def _sim_devices(seed: int, time_scale: float, lab: Any,
     return devices, lab
 
 
-def _real_devices(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def _real_devices(cfg: Mapping[str, Any], operator_folder: Path | None = None) -> dict[str, Any]:
     from lltolab.devices import (  # noqa: PLC0415
         CryoStage,
         ExchangeCell,
@@ -344,6 +345,7 @@ def _real_devices(cfg: Mapping[str, Any]) -> dict[str, Any]:
         PromptConfirmation,
         SampleHandler,
         SurfaceLabExport,
+        default_confirmation,
     )
 
     for section, key in (("cryostage", "resource"), ("furnace", "port"),
@@ -355,15 +357,21 @@ def _real_devices(cfg: Mapping[str, Any]) -> dict[str, Any]:
                              "(see example_config())")
     cs, fu, si = cfg["cryostage"], cfg["furnace"], cfg["sims"]
     op = cfg.get("operator", {})
-    kind = op.get("confirmation", "prompt")
-    if kind == "prompt":
-        confirmation: Any = PromptConfirmation()
+    kind = op.get("confirmation", "auto")
+    if kind == "auto":  # prompt in an interactive shell, else answer files (queue server)
+        folder = op.get("folder") or operator_folder
+        if folder is None:
+            raise ValueError("[operator] needs folder = '...' outside an interactive shell")
+        confirmation: Any = default_confirmation(Path(folder).expanduser())
+    elif kind == "prompt":
+        confirmation = PromptConfirmation()
     elif kind == "file":
         if "folder" not in op:
             raise ValueError("[operator] confirmation = 'file' needs folder = '...'")
         confirmation = FileConfirmation(op["folder"])
     else:
-        raise ValueError(f"[operator] confirmation must be 'prompt' or 'file', got {kind!r}")
+        raise ValueError(
+            f"[operator] confirmation must be 'auto', 'prompt' or 'file', got {kind!r}")
     return {
         "stage": CryoStage(cs["resource"], name="stage",
                            limits=tuple(cs.get("limits_K", (77.0, 500.0))),
