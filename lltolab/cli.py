@@ -116,17 +116,46 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
-
     from lltolab.catalog import replay  # noqa: PLC0415
 
+    kind, *rest = args.callback
+    if kind not in ("table", "bec", "jsonl"):
+        raise ValueError(f"--callback must be table, bec or jsonl FILE, got {kind!r}")
+    if kind == "jsonl" and len(rest) != 1:
+        raise ValueError("--callback jsonl needs one output FILE ('-' for stdout)")
+    if kind != "jsonl" and rest:
+        raise ValueError(f"--callback {kind} takes no FILE (only jsonl writes one)")
+    out_file = rest[0] if rest else None
     cat = _open(args)
     run = cat[int(args.run) if args.run.lstrip("-").isdigit() else args.run]
-    bec = BestEffortCallback()
-    bec.disable_plots()
-    n = replay(run, [bec])
-    print(f"replayed {n} documents of run {run.metadata['start']['uid']}")
+    if kind == "jsonl":
+        from lltolab.queue._replay import JsonLinesWriter  # noqa: PLC0415
+
+        with JsonLinesWriter(out_file) as writer:
+            n = replay(run, [writer])
+    else:
+        from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
+
+        bec = BestEffortCallback()
+        if kind == "table":
+            bec.disable_plots()
+        n = replay(run, [bec])
+        if kind == "bec":
+            _show_figures()
+    print(f"replayed {n} documents of run {run.metadata['start']['uid']}",
+          file=sys.stderr if out_file == "-" else sys.stdout)
     return 0
+
+
+def _show_figures() -> None:
+    """Keep the BEC's figures open (interactive backends) until the user closes them."""
+    import matplotlib  # noqa: PLC0415
+
+    if matplotlib.get_backend().lower() in ("agg", "pdf", "svg", "ps", "cairo", "template"):
+        return
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    plt.show()
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -188,8 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     runs.set_defaults(func=_runs)
 
-    rep = sub.add_parser("replay", help="replay a stored run's documents to the BEC table")
+    rep = sub.add_parser("replay", help="replay a stored run's documents to a callback")
     rep.add_argument("run", help="uid (prefix), scan_id, or -1 for the newest")
+    rep.add_argument("--callback", nargs="+", default=["table"], metavar="KIND",
+                     help="table: the BEC's text table (default); bec: table and plots; "
+                     "jsonl FILE: the documents as [name, doc] JSON lines ('-': stdout)")
     rep.add_argument("--catalog", default=None)
     rep.add_argument("--api-key", default=None)
     rep.set_defaults(func=_replay)
