@@ -64,6 +64,7 @@ class Session:
     lab: Any = None
     record: Any = None
     stage_alarm: Any = None
+    bec: Any = None
     _closers: list[Any] = field(default_factory=list, repr=False)
 
     @property
@@ -205,8 +206,12 @@ def start(
     callbacks: bool = True,
     lab: Any = None,
     export_folder: str | os.PathLike[str] | None = None,
+    plots: bool = False,
 ) -> Session:
     """Build a session.
+
+    Inside ``lltolab shell`` this returns the shell's own session (its ``RE``, devices and
+    catalog) instead of building a second lab and RunEngine.
 
     Parameters
     ----------
@@ -230,7 +235,18 @@ def start(
     export_folder : path, optional
         Where the simulated SurfaceLab exports (sim); default ``<catalog>/sim-exports`` so
         the stored runs' image files outlive the session.
+    plots : bool
+        Live plots of the BestEffortCallback (with ``callbacks``); ``s.bec.enable_plots()``
+        switches them on later.
     """
+    if _SHELL_SESSION is not None:
+        import sys  # noqa: PLC0415
+
+        print("lltolab shell: start() returns the shell's session (catalog "
+              f"{_SHELL_SESSION.catalog_path})", file=sys.stderr)
+        return _SHELL_SESSION
+    if not isinstance(plots, bool):
+        raise ValueError(f"plots must be True or False, got {plots!r}")
     from bluesky import RunEngine  # noqa: PLC0415 - heavy imports kept out of module import
 
     from lltolab.catalog import catalog_writer, default_catalog_path, open_catalog  # noqa: PLC0415
@@ -281,21 +297,31 @@ def start(
     client = _LazyCatalog(lambda: open_catalog(str(target), api_key=cat_cfg.get("api_key"),
                                                readable_storage=readable or None))
 
+    bec = None
     if callbacks:
-        from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
         from bluesky.utils import ProgressBarManager  # noqa: PLC0415
 
-        bec = BestEffortCallback()
-        bec.disable_plots()
+        from lltolab._feedback import LazyBestEffortCallback  # noqa: PLC0415
+
+        bec = LazyBestEffortCallback(plots=plots)
         RE.subscribe(bec)
         RE.waiting_hook = ProgressBarManager()
 
     session = Session(RE=RE, catalog=client, catalog_path=str(target), devices=devices,
-                      lab=lab, record=record, _closers=closers)
+                      lab=lab, record=record, bec=bec, _closers=closers)
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
     max_k = float(cfg.get("suspenders", {}).get("stage_imaging_max_K", STAGE_IMAGING_MAX_K))
     _install_stage_suspender(session, max_k, poll_s=0.1 if sim else 2.0)
     return session
+
+
+_SHELL_SESSION: Session | None = None
+
+
+def use_shell_session(session: Session | None) -> None:
+    """Make :func:`start` return ``session`` (``lltolab shell``); None ends that."""
+    global _SHELL_SESSION
+    _SHELL_SESSION = session
 
 
 def _sim_devices(seed: int, time_scale: float, lab: Any,

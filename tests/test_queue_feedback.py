@@ -152,3 +152,52 @@ def test_replay_to_the_table_and_the_plotting_bec(tmp_path):
     bec = subprocess.run([*base, "--callback", "bec"], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
     assert bec.returncode == 0, bec.stderr
+
+
+def test_shell_prompt_comes_first_and_start_returns_the_shells_session(tmp_path):
+    """The prompt appears before the lab is built; the README's start() gives the shell's s."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lltolab.cli", "shell", "--sim", "--catalog",
+         str(tmp_path / "cat"), "--sample-id", "S1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    buf = b""
+    while b"In [1]" not in buf:
+        chunk = proc.stdout.read1(100)
+        if not chunk:
+            break
+        buf += chunk
+    prompt_s = time.perf_counter() - t0
+    script = (
+        "from lltolab.session import start\n"
+        "s2 = start(sim=True, catalog='~/lltolab-data', sample_id='LLTO-A1')\n"
+        "print('SAME', s2 is s, s2.RE is RE, RE.md['sample_id'], s.bec.plots)\n"
+        "exit()\n")
+    out, err = proc.communicate(script.encode(), timeout=240)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"In [1]" in buf, (buf + out).decode()[-2000:]
+    assert "SAME True True S1 False" in out.decode(), out.decode()[-2000:]
+    assert prompt_s < 15.0, f"prompt after {prompt_s:.1f} s"  # about 1-2 s on idle cores
+    assert not (tmp_path / "lltolab-data").exists()
+
+
+def test_lazy_best_effort_callback_builds_on_first_document_and_switches_plots():
+    from bluesky import RunEngine
+    from bluesky.plans import count
+    from ophyd.sim import det
+
+    from lltolab._feedback import LazyBestEffortCallback
+
+    bec = LazyBestEffortCallback()
+    assert bec.plots is False and bec._bec is None
+    bec.enable_plots()
+    assert bec.plots is True
+    bec.disable_plots()
+    RE = RunEngine({})
+    RE.subscribe(bec)
+    RE(count([det], num=2))
+    assert bec._bec is not None and bec._bec._plots_enabled is False
+    bec.enable_plots()
+    assert bec._bec._plots_enabled is True
+    with pytest.raises(TypeError, match="plots"):
+        LazyBestEffortCallback(plots="yes")
