@@ -248,3 +248,43 @@ def test_queue_runs_the_card_and_the_campaign_by_device_names(tmp_path):
     assert names[:5] == ["isotope_exchange", "transfer", "quench", "sims_image",
                          "sims_line_profile"]
     assert names.count("anneal") == 1
+
+
+def test_operator_functions_show_and_answer_file_steps(tmp_path):
+    """What a queue client runs with function_execute: the pending steps, answered by id."""
+    from lltolab.devices import ExchangeCell, FileConfirmation, SampleHandler
+    from lltolab.queue import operator_functions
+
+    conf = FileConfirmation(tmp_path, poll_s=0.05)
+    devices = {"cell": ExchangeCell(name="cell", confirmation=conf, timeout_s=30),
+               "handler": SampleHandler(name="handler", confirmation=conf, timeout_s=30)}
+    pending, answer = operator_functions(devices)
+    assert pending() == []
+    status = devices["cell"].set("dip")
+    deadline = time.monotonic() + 10
+    while not pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (step,) = pending()
+    assert step["action"] == "dip" and "6LiNO3" in step["message"]
+    with pytest.raises(ValueError, match="no pending operator step"):
+        answer("0000", True)
+    assert answer(step["request_id"], True, "done") == step["request_id"]
+    status.wait(timeout=10)
+    assert devices["cell"].immersed.get() == 1 and pending() == []
+
+
+def test_queue_command_rejects_bad_input_in_one_line(tmp_path):
+    cases = [
+        (["--sim", "--redis", "redis://127.0.0.1:1", "--catalog", str(tmp_path)], 1,
+         "no Redis server answers"),
+        (["--sim", "--zmq-control-port", "70000"], 2, "port"),
+        (["--sim", "--zmq-control-port", "5000", "--zmq-info-port", "5000"], 2, "differ"),
+        (["--config", str(tmp_path / "missing.toml")], 2, "does not exist"),
+        (["--sim", "--redis", "http://x:1"], 2, "redis://HOST:PORT"),
+        ([], 2, "--sim"),
+    ]
+    for args, code, text in cases:
+        out = subprocess.run([*LLTOLAB, "queue", *args], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == code, (args, out.stderr)
+        assert text in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)

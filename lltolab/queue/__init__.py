@@ -19,7 +19,14 @@ from ._manager import (
     free_port,
     shipped_file,
 )
-from ._profile import ENV_PREFIX, QUEUE_DEVICES, QUEUE_PLANS, build_namespace, queue_env
+from ._profile import (
+    ENV_PREFIX,
+    QUEUE_DEVICES,
+    QUEUE_PLANS,
+    build_namespace,
+    operator_functions,
+    queue_env,
+)
 
 __all__ = [
     "QueueServer",
@@ -34,6 +41,7 @@ __all__ = [
     "DEFAULT_CONTROL_PORT",
     "DEFAULT_INFO_PORT",
     "build_namespace",
+    "operator_functions",
     "queue_env",
     "ENV_PREFIX",
     "QUEUE_DEVICES",

@@ -22,7 +22,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["build_namespace", "QUEUE_PLANS", "QUEUE_DEVICES", "ENV_PREFIX", "queue_env"]
+__all__ = [
+    "build_namespace", "operator_functions", "QUEUE_PLANS", "QUEUE_DEVICES", "ENV_PREFIX",
+    "queue_env",
+]
 
 ENV_PREFIX = "LLTOLAB_QUEUE_"
 QUEUE_PLANS = (
@@ -81,6 +84,29 @@ def _file_confirmations(devices: Mapping[str, Any]) -> list[Any]:
     return out
 
 
+def operator_functions(devices: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``pending_operator_steps()`` and ``answer_operator_step(id, confirmed, note)``.
+
+    Functions a queue server client runs (``function_execute``) to see and answer the
+    operator steps the devices posted as files.
+    """
+    confirmations = _file_confirmations(devices)
+
+    def pending_operator_steps() -> list[dict[str, Any]]:
+        """Operator steps waiting for an answer (id, action, message, params, created)."""
+        return [dict(vars(r)) for c in confirmations for r in c.pending()]
+
+    def answer_operator_step(request_id: str, confirmed: bool = True, note: str = "") -> str:
+        """Answer a pending operator step (as ``lltolab confirm ID --yes|--no`` does)."""
+        for c in confirmations:
+            if any(r.request_id == request_id for r in c.pending()):
+                c.answer(request_id, confirmed=bool(confirmed), note=str(note))
+                return request_id
+        raise ValueError(f"no pending operator step with id {request_id!r}")
+
+    return pending_operator_steps, answer_operator_step
+
+
 def build_namespace(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build a session as :func:`lltolab.session.start` does; return the worker's namespace.
 
@@ -117,20 +143,7 @@ def build_namespace(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             RE.md.flush()
 
     RE.subscribe(flush_md)
-    confirmations = _file_confirmations(session.devices)
-
-    def pending_operator_steps() -> list[dict[str, Any]]:
-        """Operator steps waiting for an answer (id, action, message, params, created)."""
-        return [dict(vars(r)) for c in confirmations for r in c.pending()]
-
-    def answer_operator_step(request_id: str, confirmed: bool = True, note: str = "") -> str:
-        """Answer a pending operator step (as ``lltolab confirm ID --yes|--no`` does)."""
-        for c in confirmations:
-            if any(r.request_id == request_id for r in c.pending()):
-                c.answer(request_id, confirmed=bool(confirmed), note=str(note))
-                return request_id
-        raise ValueError(f"no pending operator step with id {request_id!r}")
-
+    pending_operator_steps, answer_operator_step = operator_functions(session.devices)
     namespace: dict[str, Any] = {"RE": RE, "session": session, "count": count,
                                  "pending_operator_steps": pending_operator_steps,
                                  "answer_operator_step": answer_operator_step}
