@@ -15,6 +15,7 @@ from ._operator import (
     PromptConfirmation,
     check_request_id,
     default_confirmation,
+    default_operator_folder,
 )
 from ._sample_handler import SAMPLE_LOCATIONS, SampleHandler
 from ._sample_record import SEGMENT_KEYS, SampleRecord
@@ -30,4 +31,4 @@ __all__ += [
 ]
 __all__ += ["SampleRecord", "SEGMENT_KEYS"]
 __all__ += ["FURNACE_STATUS_BITS"]
-__all__ += ["check_request_id", "default_confirmation"]
+__all__ += ["check_request_id", "default_confirmation", "default_operator_folder"]

@@ -46,6 +46,7 @@ __all__ = [
     "start_operator_step",
     "check_request_id",
     "default_confirmation",
+    "default_operator_folder",
 ]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -173,6 +174,8 @@ class FileConfirmation:
     def __init__(self, folder: str | os.PathLike[str], *, poll_s: float = 0.1) -> None:
         self.folder = Path(folder)
         self.poll_s = _check_timeout(poll_s)
+
+    def _make_dirs(self) -> None:
         (self.folder / "pending").mkdir(parents=True, exist_ok=True)
         (self.folder / "answers").mkdir(parents=True, exist_ok=True)
 
@@ -183,6 +186,7 @@ class FileConfirmation:
         timeout_s = _check_timeout(timeout_s)
         pending = self._path("pending", request.request_id)
         answer = self._path("answers", request.request_id)
+        self._make_dirs()
         _atomic_json(pending, asdict(request))
         deadline = time.monotonic() + timeout_s
         try:
@@ -236,6 +240,7 @@ class FileConfirmation:
             raise ValueError(f"no pending operator step with id {request_id!r} in {self.folder}")
         if not isinstance(note, str):
             raise TypeError(f"note must be a string, got {note!r}")
+        self._make_dirs()
         _atomic_json(path, {"confirmed": bool(confirmed), "note": note, "time": time.time()})
 
     def _path(self, kind: str, request_id: str) -> Path:
@@ -262,15 +267,24 @@ class CallbackConfirmation:
         self._fn(request)
 
 
-def default_confirmation(folder: str | os.PathLike[str]) -> Confirmation:
-    """A terminal prompt in an interactive shell, else :class:`FileConfirmation` in ``folder``.
+def default_operator_folder() -> Path:
+    """``<user data dir>/lltolab/catalog/session/operator``: where a session on the default
+    catalog posts operator steps (and where ``lltolab confirm`` looks by default)."""
+    import platformdirs  # noqa: PLC0415
+
+    return Path(platformdirs.user_data_dir("lltolab")) / "catalog" / "session" / "operator"
+
+
+def default_confirmation(folder: str | os.PathLike[str] | None = None) -> Confirmation:
+    """A terminal prompt in an interactive shell, else :class:`FileConfirmation` in ``folder``
+    (default :func:`default_operator_folder`; created when the first step is posted).
 
     Interactive means stdin and stdout are terminals: a queue server's worker, a pipe or a
     service never waits for a prompt nobody sees.
     """
     if _interactive():
         return PromptConfirmation()
-    return FileConfirmation(folder)
+    return FileConfirmation(folder if folder is not None else default_operator_folder())
 
 
 def _interactive() -> bool:

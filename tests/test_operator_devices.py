@@ -243,6 +243,7 @@ def test_crafted_request_ids_never_write_outside_the_answers_folder(tmp_path, ba
 
 def test_a_crafted_pending_file_is_not_listed(tmp_path) -> None:
     conf = FileConfirmation(tmp_path)
+    (tmp_path / "pending").mkdir()
     (tmp_path / "pending" / "ok1.json").write_text(json.dumps(
         {"action": "move", "message": "m", "params": {}, "request_id": "../../evil",
          "created": 0.0}))
