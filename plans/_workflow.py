@@ -1,6 +1,5 @@
-"""The card's whole sequence, and the Arrhenius campaign built from it."""
+"""The whole exchange → image → anneal → re-image sequence, and the Arrhenius campaign."""
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,7 +112,7 @@ def exchange_quench_image_anneal_reimage(
     quench_K: float = QUENCH_K, acquisition_s: float = ACQUISITION_S,
     record: Readable | None = None, md: dict[str, Any] | None = None,
 ) -> PlanGen:
-    """The card: exchange → quench → image → (anneal → quench → re-image) × ``cycles``.
+    """The workflow: exchange → quench → image → (anneal → quench → re-image) × ``cycles``.
 
     Every step is its own run (exchange, transfers, quench/warm-up, image, line profile,
     anneal), all sharing ``md`` (e.g. the sample id); image runs carry the thermal history.
@@ -188,11 +187,23 @@ def anneal_duration_for_length(
 ) -> float:
     """Anneal time (s) for which the predicted √(D_eff t) equals ``target_length_m``.
 
-    D_eff from the series model (eq. 6) with the effective grain size (≈ 1.4 × the EBSD mean
-    diameter, science.md §5).
+    D_eff from the series model of bulk and grain-boundary resistances with the effective
+    grain size (≈ 1.4 × the EBSD mean diameter).
+
+    Parameters
+    ----------
+    temperature_K : float
+        Anneal temperature (K).
+    target_length_m : float
+        Wanted diffusion length (m).
+    grain_size_m : float
+        Effective grain size (m).
+    bulk, boundary : optional
+        Bulk diffusivity and boundary conductance laws (default: the published ones).
     """
-    if not (math.isfinite(target_length_m) and target_length_m > 0):
-        raise ValueError(f"target_length_m must be > 0 m, got {target_length_m!r}")
+    check_number("temperature_K", temperature_K, unit="K")
+    check_number("target_length_m", target_length_m, unit="m")
+    check_number("grain_size_m", grain_size_m, unit="m")
     bulk = bulk or BulkDiffusivity.paper_default()
     boundary = boundary or BoundaryConductance.paper_default()
     d_b = float(bulk(temperature_K))

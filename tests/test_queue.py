@@ -212,8 +212,8 @@ def test_queue_runs_plans_by_name_and_restarts_keep_sample_and_scan_ids(tmp_path
 
 
 @pytest.mark.slow
-def test_queue_runs_the_card_and_the_campaign_by_device_names(tmp_path):
-    """The card's workflow and an Arrhenius campaign queued by names land in the catalog."""
+def test_queue_runs_the_workflow_and_the_campaign_by_device_names(tmp_path):
+    """The full workflow and an Arrhenius campaign queued by device names land in the catalog."""
     _require_redis()
     catalog = tmp_path / "catalog"
     q = _Queue(catalog)
