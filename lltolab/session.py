@@ -386,9 +386,7 @@ def _real_devices(cfg: Mapping[str, Any], operator_folder: Path | None = None) -
     kind = op.get("confirmation", "auto")
     if kind == "auto":  # prompt in an interactive shell, else answer files (queue server)
         folder = op.get("folder") or operator_folder
-        if folder is None:
-            raise ValueError("[operator] needs folder = '...' outside an interactive shell")
-        confirmation: Any = default_confirmation(Path(folder).expanduser())
+        confirmation: Any = default_confirmation(Path(folder).expanduser() if folder else None)
     elif kind == "prompt":
         confirmation = PromptConfirmation()
     elif kind == "file":
