@@ -288,3 +288,63 @@ def test_queue_command_rejects_bad_input_in_one_line(tmp_path):
                              timeout=120)
         assert out.returncode == code, (args, out.stderr)
         assert text in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+@pytest.mark.slow
+def test_queue_with_instruments_waits_for_operator_answers_from_another_process(tmp_path):
+    """``--config`` mode against the simulated instruments on the wire: a queued transfer
+    posts its operator step (no console in the worker), ``lltolab confirm`` answers it."""
+    _require_redis()
+    serve = subprocess.Popen([*LLTOLAB, "sim", "serve", "--json", "--exports",
+                              str(tmp_path / "exports")], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        res = json.loads(serve.stdout.readline())
+        catalog = tmp_path / "catalog"
+        config = tmp_path / "lab.toml"
+        config.write_text(
+            f'[sample]\nid = "LLTO-cfg"\n[catalog]\npath = "{catalog}"\n'
+            f'[cryostage]\nresource = "{res["cryostage"]}"\n'
+            f'[furnace]\nport = "{res["furnace"]}"\n'
+            f'[sims]\nexport_folder = "{res["exports"]}"\n')
+        proc = subprocess.Popen(
+            [*LLTOLAB, "queue", "--config", str(config), "--zmq-control-port", "0",
+             "--zmq-info-port", "0", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            addr = json.loads(proc.stdout.readline())
+            from bluesky_queueserver_api import BPlan
+            from bluesky_queueserver_api.zmq import REManagerAPI
+
+            api = REManagerAPI(zmq_control_addr=addr["zmq_control_addr"])
+            api.environment_open()
+            api.wait_for_idle(timeout=180)
+            assert api.item_add(BPlan("transfer", handler="handler", clock="clock",
+                                      location="sims_stage", record="record"))["success"]
+            api.queue_start()
+            steps: list = []
+            deadline = time.monotonic() + 120
+            while not steps and time.monotonic() < deadline:
+                out = subprocess.run([*LLTOLAB, "confirm", "--list", "--json", "--config",
+                                      str(config)], capture_output=True, text=True,
+                                     timeout=120)
+                assert out.returncode == 0, out.stderr
+                steps = json.loads(out.stdout)
+            assert len(steps) == 1 and steps[0]["params"]["location"] == "sims_stage"
+            done = subprocess.run([*LLTOLAB, "confirm", steps[0]["request_id"], "--yes",
+                                   "--config", str(config)], capture_output=True, text=True,
+                                  timeout=120)
+            assert done.returncode == 0, done.stderr
+            api.wait_for_idle(timeout=120)
+            (item,) = api.history_get()["items"]
+            assert item["result"]["exit_status"] == "completed", item["result"]
+            api.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=120) == 0
+        runs = _catalog_runs(catalog)
+        assert [r.plan_name for r in runs] == ["transfer"]
+        assert runs[0].sample_id == "LLTO-cfg"
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
