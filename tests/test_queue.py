@@ -348,3 +348,27 @@ def test_queue_with_instruments_waits_for_operator_answers_from_another_process(
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)
+
+
+def test_stopping_the_queue_mid_plan_aborts_the_run_and_keeps_its_data(tmp_path):
+    """SIGTERM while a 59 h exchange runs: the run is closed as aborted in the catalog."""
+    _require_redis()
+    catalog = tmp_path / "catalog"
+    q = _Queue(catalog)
+    try:
+        api = q.api()
+        _run_queue(api, [("isotope_exchange", {"cell": "cell", "handler": "handler",
+                                               "clock": "clock", "duration_s": 59 * 3600.0,
+                                               "record": "record"})], 300)
+        deadline = time.monotonic() + 120
+        while api.status()["running_item_uid"] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3.0)  # dipped, waiting out the exchange
+        api.close()
+    finally:
+        t0 = time.monotonic()
+        assert q.stop() == 0
+        assert time.monotonic() - t0 < 120
+    (run,) = _catalog_runs(catalog)
+    assert run.plan_name == "isotope_exchange"
+    assert run.exit_status == "abort"

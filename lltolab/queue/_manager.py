@@ -322,16 +322,18 @@ class QueueServer:
             api.close()
 
     def stop(self, timeout_s: float = 60.0) -> None:
-        """Ask the manager to stop (closing its worker), then stop the own Redis.
+        """Abort a running plan, stop the manager (closing its worker), stop the own Redis.
 
-        The manager gets ``manager_stop`` (``safe_off``: a running plan is aborted by closing
-        its environment); if it is still alive after ``timeout_s`` it gets SIGTERM, then
-        SIGKILL. Data already taken is in the catalog (written run by run).
+        A plan in progress is paused at once and aborted, so its run ends with a stop document
+        (exit status ``abort``) and everything taken so far is in the catalog. Then the
+        manager gets ``manager_stop``; if it is still alive after ``timeout_s`` it gets
+        SIGTERM, then SIGKILL.
         """
         proc = self.process
         if proc is not None and proc.poll() is None:
             api = self._api(timeout_s=5.0)
             try:
+                self._abort_running_plan(api, timeout_s)
                 api.send_request(method="manager_stop", params={"option": "safe_off"})
             except Exception:  # noqa: BLE001 - fall back to signals
                 pass
@@ -350,6 +352,17 @@ class QueueServer:
         if self._redis_server is not None:
             self._redis_server.stop()
             self._redis_server = None
+
+    @staticmethod
+    def _abort_running_plan(api: Any, timeout_s: float) -> None:
+        state = api.status().get("manager_state")
+        if state == "executing_queue":
+            api.re_pause(option="immediate")
+            api.wait_for_idle_or_paused(timeout=timeout_s)
+            state = api.status().get("manager_state")
+        if state == "paused":
+            api.re_abort()
+            api.wait_for_idle(timeout=timeout_s)
 
     def __enter__(self) -> "QueueServer":
         self.start()
