@@ -16,6 +16,9 @@ from ._operator import (
     OperatorRequest,
     OperatorTimeout,
     PromptConfirmation,
+    check_request_id,
+    default_confirmation,
+    default_operator_folder,
 )
 from ._sample_handler import SAMPLE_LOCATIONS, SampleHandler
 from ._sample_record import SEGMENT_KEYS, SampleRecord
@@ -35,3 +38,4 @@ __all__ += [
 ]
 __all__ += ["SampleRecord", "SEGMENT_KEYS"]
 __all__ += ["FURNACE_STATUS_BITS", "furnace_faults"]
+__all__ += ["check_request_id", "default_confirmation", "default_operator_folder"]

@@ -8,7 +8,7 @@ from typing import Any
 from ophyd import Component as Cpt
 from ophyd import Device, DeviceStatus, Signal
 
-from ._operator import Confirmation, OperatorRequest, PromptConfirmation, start_operator_step
+from ._operator import Confirmation, OperatorRequest, default_confirmation, start_operator_step
 
 __all__ = ["ExchangeCell"]
 
@@ -22,6 +22,18 @@ class ExchangeCell(Device):
     ``lift_time`` (Unix time of the last confirmed dip / lift).
     Configuration: solution ⁶Li fraction, concentration (mol/L), immersion depth (mm), bath
     temperature (°C).
+
+    Parameters
+    ----------
+    confirmation : Confirmation, optional
+        How the person confirms (default: a terminal prompt in an interactive shell, else
+        answer files in the default operator folder; see ``default_confirmation``).
+    timeout_s : float
+        Longest wait for a confirmation (s); then the step fails with OperatorTimeout.
+    solution_li6_fraction : float
+        ⁶Li fraction of the exchange solution (0 … 1).
+    depth_mm : float
+        Immersion depth of the sample edge (mm, (0, 10]).
     """
 
     immersed = Cpt(Signal, value=0, kind="hinted")
@@ -44,7 +56,8 @@ class ExchangeCell(Device):
             )
         if not 0 < depth_mm <= 10:
             raise ValueError(f"depth_mm must lie in (0, 10] mm, got {depth_mm!r}")
-        self.confirmation = confirmation if confirmation is not None else PromptConfirmation()
+        self.confirmation = (confirmation if confirmation is not None
+                             else default_confirmation())
         self.solution_li6_fraction.put(float(solution_li6_fraction))
         self.depth_mm.put(float(depth_mm))
         self.timeout_s.put(float(timeout_s))

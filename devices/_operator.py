@@ -9,6 +9,12 @@ step is done and raises otherwise. Provided here:
   another process writes (``FileConfirmation.answer``), so queued plans can wait for a person;
 - :class:`CallbackConfirmation` calls a function (scripts; the virtual lab's simulated operator
   has the same interface).
+
+:func:`default_confirmation` prompts only in an interactive terminal; anywhere else (a queue
+server's worker, a script without a terminal) it posts requests as files, which
+``lltolab confirm --list`` shows and ``lltolab confirm ID --yes`` answers.
+Request ids are short names (letters, digits, ``-``, ``_``): an id can never name a path outside
+the confirmation folder.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import sys
 import threading
 import time
 import uuid
@@ -36,7 +44,23 @@ __all__ = [
     "FileConfirmation",
     "CallbackConfirmation",
     "start_operator_step",
+    "check_request_id",
+    "default_confirmation",
+    "default_operator_folder",
 ]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_request_id(request_id: Any) -> str:
+    """Return ``request_id`` if it is a valid id (1-64 of ``A-Z a-z 0-9 _ -``, no leading
+    ``-``/``_``); ValueError otherwise. Ids become file names, so nothing else is accepted."""
+    if not isinstance(request_id, str) or _REQUEST_ID.fullmatch(request_id) is None:
+        raise ValueError(
+            f"operator request id must be 1-64 letters, digits, '-' or '_' (starting with a "
+            f"letter or digit), got {request_id!r}"
+        )
+    return request_id
 
 
 class OperatorTimeout(TimeoutError):
@@ -74,6 +98,9 @@ class OperatorRequest:
     params: dict[str, Any] = field(default_factory=dict)
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     created: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        check_request_id(self.request_id)
 
 
 class Confirmation(Protocol):
@@ -147,6 +174,8 @@ class FileConfirmation:
     def __init__(self, folder: str | os.PathLike[str], *, poll_s: float = 0.1) -> None:
         self.folder = Path(folder)
         self.poll_s = _check_timeout(poll_s)
+
+    def _make_dirs(self) -> None:
         (self.folder / "pending").mkdir(parents=True, exist_ok=True)
         (self.folder / "answers").mkdir(parents=True, exist_ok=True)
 
@@ -155,8 +184,9 @@ class FileConfirmation:
     ) -> None:
         """Post ``request`` and wait for its answer file."""
         timeout_s = _check_timeout(timeout_s)
-        pending = self.folder / "pending" / f"{request.request_id}.json"
-        answer = self.folder / "answers" / f"{request.request_id}.json"
+        pending = self._path("pending", request.request_id)
+        answer = self._path("answers", request.request_id)
+        self._make_dirs()
         _atomic_json(pending, asdict(request))
         deadline = time.monotonic() + timeout_s
         try:
@@ -181,15 +211,44 @@ class FileConfirmation:
         out = []
         for path in sorted((self.folder / "pending").glob("*.json")):
             try:
-                out.append(OperatorRequest(**json.loads(path.read_text())))
+                request = OperatorRequest(**json.loads(path.read_text()))
             except (OSError, ValueError, TypeError):
-                continue  # being written or removed meanwhile
+                continue  # being written or removed meanwhile, or not a request
+            if request.request_id == path.stem:
+                out.append(request)
         return sorted(out, key=lambda r: r.created)
 
-    def answer(self, request_id: str, *, confirmed: bool = True, note: str = "") -> None:
-        """Answer a pending request (from any process)."""
-        _atomic_json(self.folder / "answers" / f"{request_id}.json",
-                     {"confirmed": bool(confirmed), "note": note, "time": time.time()})
+    def answer(
+        self, request_id: str, *, confirmed: bool = True, note: str = "",
+        require_pending: bool = False,
+    ) -> None:
+        """Answer a request (from any process).
+
+        Parameters
+        ----------
+        request_id : str
+            The request's id (validated: it can only name a file inside ``answers``).
+        confirmed : bool
+            True: the step is done; False: refused (the plan fails with OperatorRefused).
+        note : str
+            Free text stored with the answer.
+        require_pending : bool
+            Raise ValueError unless the request is pending now.
+        """
+        path = self._path("answers", request_id)
+        if require_pending and not self._path("pending", request_id).is_file():
+            raise ValueError(f"no pending operator step with id {request_id!r} in {self.folder}")
+        if not isinstance(note, str):
+            raise TypeError(f"note must be a string, got {note!r}")
+        self._make_dirs()
+        _atomic_json(path, {"confirmed": bool(confirmed), "note": note, "time": time.time()})
+
+    def _path(self, kind: str, request_id: str) -> Path:
+        """``folder/<kind>/<id>.json`` for a validated id (never outside the folder)."""
+        path = self.folder / kind / f"{check_request_id(request_id)}.json"
+        if path.resolve().parent != (self.folder / kind).resolve():
+            raise ValueError(f"operator request id {request_id!r} leaves {self.folder / kind}")
+        return path
 
 
 class CallbackConfirmation:
@@ -206,6 +265,33 @@ class CallbackConfirmation:
         if cancel.is_set():
             raise OperatorCancelled(f"operator step {request.action!r} cancelled")
         self._fn(request)
+
+
+def default_operator_folder() -> Path:
+    """``<user data dir>/lltolab/catalog/session/operator``: where a session on the default
+    catalog posts operator steps (and where ``lltolab confirm`` looks by default)."""
+    import platformdirs  # noqa: PLC0415
+
+    return Path(platformdirs.user_data_dir("lltolab")) / "catalog" / "session" / "operator"
+
+
+def default_confirmation(folder: str | os.PathLike[str] | None = None) -> Confirmation:
+    """A terminal prompt in an interactive shell, else :class:`FileConfirmation` in ``folder``
+    (default :func:`default_operator_folder`; created when the first step is posted).
+
+    Interactive means stdin and stdout are terminals: a queue server's worker, a pipe or a
+    service never waits for a prompt nobody sees.
+    """
+    if _interactive():
+        return PromptConfirmation()
+    return FileConfirmation(folder if folder is not None else default_operator_folder())
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def start_operator_step(

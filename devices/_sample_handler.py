@@ -7,7 +7,7 @@ from typing import Any
 from ophyd import Component as Cpt
 from ophyd import Device, DeviceStatus, Signal
 
-from ._operator import Confirmation, OperatorRequest, PromptConfirmation, start_operator_step
+from ._operator import Confirmation, OperatorRequest, default_confirmation, start_operator_step
 
 __all__ = ["SampleHandler", "SAMPLE_LOCATIONS"]
 
@@ -28,7 +28,8 @@ class SampleHandler(Device):
     Parameters
     ----------
     confirmation : Confirmation, optional
-        How the person confirms (default: a terminal prompt).
+        How the person confirms (default: a terminal prompt in an interactive shell, else
+        answer files in the default operator folder; see ``default_confirmation``).
     timeout_s : float
         Longest wait for the confirmation (s).
     """
@@ -40,7 +41,8 @@ class SampleHandler(Device):
                  confirmation: Confirmation | None = None, timeout_s: float = 3600.0,
                  initial_location: str = "storage", **kwargs: Any) -> None:
         super().__init__(prefix, name=name, **kwargs)
-        self.confirmation = confirmation if confirmation is not None else PromptConfirmation()
+        self.confirmation = (confirmation if confirmation is not None
+                             else default_confirmation())
         self._check(initial_location)
         self.location.put(initial_location)
         self.timeout_s.put(float(timeout_s))

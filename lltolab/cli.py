@@ -116,17 +116,46 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
-
     from lltolab.catalog import replay  # noqa: PLC0415
 
+    kind, *rest = args.callback
+    if kind not in ("table", "bec", "jsonl"):
+        raise ValueError(f"--callback must be table, bec or jsonl FILE, got {kind!r}")
+    if kind == "jsonl" and len(rest) != 1:
+        raise ValueError("--callback jsonl needs one output FILE ('-' for stdout)")
+    if kind != "jsonl" and rest:
+        raise ValueError(f"--callback {kind} takes no FILE (only jsonl writes one)")
+    out_file = rest[0] if rest else None
     cat = _open(args)
     run = cat[int(args.run) if args.run.lstrip("-").isdigit() else args.run]
-    bec = BestEffortCallback()
-    bec.disable_plots()
-    n = replay(run, [bec])
-    print(f"replayed {n} documents of run {run.metadata['start']['uid']}")
+    if kind == "jsonl":
+        from lltolab.queue._replay import JsonLinesWriter  # noqa: PLC0415
+
+        with JsonLinesWriter(out_file) as writer:
+            n = replay(run, [writer])
+    else:
+        from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
+
+        bec = BestEffortCallback()
+        if kind == "table":
+            bec.disable_plots()
+        n = replay(run, [bec])
+        if kind == "bec":
+            _show_figures()
+    print(f"replayed {n} documents of run {run.metadata['start']['uid']}",
+          file=sys.stderr if out_file == "-" else sys.stdout)
     return 0
+
+
+def _show_figures() -> None:
+    """Keep the BEC's figures open (interactive backends) until the user closes them."""
+    import matplotlib  # noqa: PLC0415
+
+    if matplotlib.get_backend().lower() in ("agg", "pdf", "svg", "ps", "cairo", "template"):
+        return
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    plt.show()
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -155,21 +184,73 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
-    import IPython  # noqa: PLC0415
+    """IPython at once; the session is built meanwhile and is ready for the first command."""
+    from lltolab.session import start, use_shell_session  # noqa: PLC0415
 
-    from lltolab.session import start  # noqa: PLC0415
+    built: dict[str, object] = {}
+    done = threading.Event()
 
-    session = start(args.config, sim=args.sim, catalog=args.catalog,
-                    sample_id=args.sample_id)
-    namespace = {"session": session, "RE": session.RE, "db": session.catalog,
-                 "plans": session.plans, **session.devices}
-    if session.lab is not None:
-        namespace["lab"] = session.lab
+    def build() -> None:
+        try:
+            session = start(args.config, sim=args.sim, catalog=args.catalog,
+                            sample_id=args.sample_id, plots=args.plots)
+        except BaseException as exc:  # noqa: BLE001 - reported at the first command
+            built["error"] = exc
+            done.set()
+            return
+        built["session"] = session
+        use_shell_session(session)  # start() inside the shell returns this session
+        done.set()
+        try:
+            session.catalog.client()  # open the catalog now, in the background
+        except Exception as exc:  # noqa: BLE001 - reported when the catalog is used
+            print(f"lltolab shell: catalog not open yet: {exc}", file=sys.stderr)
+
+    builder = threading.Thread(target=build, name="lltolab-session", daemon=True)
+    builder.start()
+    from IPython.terminal.ipapp import TerminalIPythonApp  # noqa: PLC0415
+
+    app = TerminalIPythonApp.instance()
+    app.display_banner = False
+    app.initialize(argv=[])
+    shell = app.shell
+    print("lltolab shell: s (the session), RE, db, plans and the devices are ready at your "
+          "first command" + (" (building the simulated lab)" if args.sim else ""))
+    code = {"value": 0}
+
+    def wait_for_session(*_: object) -> None:
+        if "ready" in built:
+            return
+        done.wait(timeout=600)
+        built["ready"] = True
+        if "session" not in built:
+            print(f"lltolab shell: could not build the session: {built.get('error')}",
+                  file=sys.stderr)
+            code["value"] = 2
+            shell.ask_exit()
+            return
+        session = built["session"]
+        namespace = {"s": session, "session": session, "RE": session.RE,
+                     "db": session.catalog, "plans": session.plans, **session.devices}
+        if session.lab is not None:
+            namespace["lab"] = session.lab
+        shell.push(namespace)
+        if args.plots:
+            try:
+                shell.enable_matplotlib()
+            except Exception as exc:  # noqa: BLE001 - no GUI: plots stay off screen
+                print(f"lltolab shell: no interactive plots: {exc}", file=sys.stderr)
+
+    shell.events.register("pre_run_cell", wait_for_session)
     try:
-        IPython.start_ipython(argv=[], user_ns=namespace)
+        app.start()
     finally:
-        session.close()
-    return 0
+        use_shell_session(None)
+        done.wait(timeout=600)
+        session = built.get("session")
+        if session is not None:
+            session.close()
+    return code["value"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,8 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     runs.set_defaults(func=_runs)
 
-    rep = sub.add_parser("replay", help="replay a stored run's documents to the BEC table")
+    rep = sub.add_parser("replay", help="replay a stored run's documents to a callback")
     rep.add_argument("run", help="uid (prefix), scan_id, or -1 for the newest")
+    rep.add_argument("--callback", nargs="+", default=["table"], metavar="KIND",
+                     help="table: the BEC's text table (default); bec: table and plots; "
+                     "jsonl FILE: the documents as [name, doc] JSON lines ('-': stdout)")
     rep.add_argument("--catalog", default=None)
     rep.add_argument("--api-key", default=None)
     rep.set_defaults(func=_replay)
@@ -211,7 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--config", default=None, help="TOML configuration of the instruments")
     sh.add_argument("--catalog", default=None)
     sh.add_argument("--sample-id", default=None)
+    sh.add_argument("--plots", action="store_true", help="live plots of the BestEffortCallback")
     sh.set_defaults(func=_shell)
+
+    from lltolab.queue._cli import register as register_queue  # noqa: PLC0415
+
+    register_queue(sub)  # lltolab queue, lltolab confirm
 
     sim = sub.add_parser("sim", help="simulated instruments").add_subparsers(
         dest="sim_command", required=True)

@@ -64,6 +64,7 @@ class Session:
     lab: Any = None
     record: Any = None
     stage_alarm: Any = None
+    bec: Any = None
     _closers: list[Any] = field(default_factory=list, repr=False)
 
     @property
@@ -153,7 +154,8 @@ export_folder = "D:/SurfaceLab/exports"
 timeout_s = 28800.0
 
 [operator]
-confirmation = "prompt"         # or "file" (another process answers), with folder = "..."
+confirmation = "auto"   # prompt in an interactive shell, else answer files in folder
+# folder = "~/lltolab/operator"  # default <catalog>/session/operator; "prompt" or "file" force
 
 [suspenders]
 stage_imaging_max_K = 173.15
@@ -204,8 +206,12 @@ def start(
     callbacks: bool = True,
     lab: Any = None,
     export_folder: str | os.PathLike[str] | None = None,
+    plots: bool = False,
 ) -> Session:
     """Build a session.
+
+    Inside ``lltolab shell`` this returns the shell's own session (its ``RE``, devices and
+    catalog) instead of building a second lab and RunEngine.
 
     Parameters
     ----------
@@ -229,7 +235,18 @@ def start(
     export_folder : path, optional
         Where the simulated SurfaceLab exports (sim); default ``<catalog>/sim-exports`` so
         the stored runs' image files outlive the session.
+    plots : bool
+        Live plots of the BestEffortCallback (with ``callbacks``); ``s.bec.enable_plots()``
+        switches them on later.
     """
+    if _SHELL_SESSION is not None:
+        import sys  # noqa: PLC0415
+
+        print("lltolab shell: start() returns the shell's session (catalog "
+              f"{_SHELL_SESSION.catalog_path})", file=sys.stderr)
+        return _SHELL_SESSION
+    if not isinstance(plots, bool):
+        raise ValueError(f"plots must be True or False, got {plots!r}")
     from bluesky import RunEngine  # noqa: PLC0415 - heavy imports kept out of module import
 
     from lltolab.catalog import catalog_writer, default_catalog_path, open_catalog  # noqa: PLC0415
@@ -250,7 +267,7 @@ def start(
         devices, lab = _sim_devices(seed, time_scale, lab, export_folder)
         closers.append(lab.close)
     else:
-        devices = _real_devices(cfg)
+        devices = _real_devices(cfg, operator_folder=state_dir / "operator")
         lab = None
     for dev in devices.values():
         if hasattr(dev, "close"):
@@ -280,21 +297,31 @@ def start(
     client = _LazyCatalog(lambda: open_catalog(str(target), api_key=cat_cfg.get("api_key"),
                                                readable_storage=readable or None))
 
+    bec = None
     if callbacks:
-        from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
         from bluesky.utils import ProgressBarManager  # noqa: PLC0415
 
-        bec = BestEffortCallback()
-        bec.disable_plots()
+        from lltolab._feedback import LazyBestEffortCallback  # noqa: PLC0415
+
+        bec = LazyBestEffortCallback(plots=plots)
         RE.subscribe(bec)
         RE.waiting_hook = ProgressBarManager()
 
     session = Session(RE=RE, catalog=client, catalog_path=str(target), devices=devices,
-                      lab=lab, record=record, _closers=closers)
+                      lab=lab, record=record, bec=bec, _closers=closers)
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
     max_k = float(cfg.get("suspenders", {}).get("stage_imaging_max_K", STAGE_IMAGING_MAX_K))
     _install_stage_suspender(session, max_k, poll_s=0.1 if sim else 2.0)
     return session
+
+
+_SHELL_SESSION: Session | None = None
+
+
+def use_shell_session(session: Session | None) -> None:
+    """Make :func:`start` return ``session`` (``lltolab shell``); None ends that."""
+    global _SHELL_SESSION
+    _SHELL_SESSION = session
 
 
 def _sim_devices(seed: int, time_scale: float, lab: Any,
@@ -334,7 +361,7 @@ def _sim_devices(seed: int, time_scale: float, lab: Any,
     return devices, lab
 
 
-def _real_devices(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def _real_devices(cfg: Mapping[str, Any], operator_folder: Path | None = None) -> dict[str, Any]:
     from lltolab.devices import (  # noqa: PLC0415
         CryoStage,
         ExchangeCell,
@@ -344,6 +371,7 @@ def _real_devices(cfg: Mapping[str, Any]) -> dict[str, Any]:
         PromptConfirmation,
         SampleHandler,
         SurfaceLabExport,
+        default_confirmation,
     )
 
     for section, key in (("cryostage", "resource"), ("furnace", "port"),
@@ -355,15 +383,19 @@ def _real_devices(cfg: Mapping[str, Any]) -> dict[str, Any]:
                              "(see example_config())")
     cs, fu, si = cfg["cryostage"], cfg["furnace"], cfg["sims"]
     op = cfg.get("operator", {})
-    kind = op.get("confirmation", "prompt")
-    if kind == "prompt":
-        confirmation: Any = PromptConfirmation()
+    kind = op.get("confirmation", "auto")
+    if kind == "auto":  # prompt in an interactive shell, else answer files (queue server)
+        folder = op.get("folder") or operator_folder
+        confirmation: Any = default_confirmation(Path(folder).expanduser() if folder else None)
+    elif kind == "prompt":
+        confirmation = PromptConfirmation()
     elif kind == "file":
         if "folder" not in op:
             raise ValueError("[operator] confirmation = 'file' needs folder = '...'")
         confirmation = FileConfirmation(op["folder"])
     else:
-        raise ValueError(f"[operator] confirmation must be 'prompt' or 'file', got {kind!r}")
+        raise ValueError(
+            f"[operator] confirmation must be 'auto', 'prompt' or 'file', got {kind!r}")
     return {
         "stage": CryoStage(cs["resource"], name="stage",
                            limits=tuple(cs.get("limits_K", (77.0, 500.0))),

@@ -1,21 +1,22 @@
 """The isotope exchange: dip the sample edge into ⁶LiNO₃, wait, lift it out."""
 
-from __future__ import annotations
-
-import math
 from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
+from bluesky.protocols import Movable, Readable
+
+from lltolab.devices import MAX_WAIT_S
 
 from ._common import ROOM_K, PlanGen, lab_time, plan_md, record_segment
+from ._validate import check_md, check_movable, check_number, check_record
 
 __all__ = ["isotope_exchange"]
 
 
 def isotope_exchange(
-    cell: Any, handler: Any, clock: Any, duration_s: float, *,
-    record: Any = None, md: dict[str, Any] | None = None,
+    cell: Movable, handler: Movable, clock: Movable, duration_s: float, *,
+    record: Readable | None = None, md: dict[str, Any] | None = None,
 ) -> PlanGen:
     """Exchange ⁶Li for ``duration_s`` seconds at the bath temperature (one run).
 
@@ -39,8 +40,11 @@ def isotope_exchange(
     Events: stream ``operator`` with the cell, the sample location and the lab time, one
     event after the dip and one after the lift.
     """
-    if not (isinstance(duration_s, int | float) and math.isfinite(duration_s) and duration_s > 0):
-        raise ValueError(f"duration_s must be a finite number of seconds > 0, got {duration_s!r}")
+    for name, dev in (("cell", cell), ("handler", handler), ("clock", clock)):
+        check_movable(name, dev)
+    duration_s = check_number("duration_s", duration_s, unit="s", upper=MAX_WAIT_S)
+    check_record(record)
+    md = check_md(md)
     _md = plan_md("isotope_exchange", {"cell": cell, "handler": handler, "clock": clock,
                                        "duration_s": duration_s}, md,
                   purpose="isotope exchange")

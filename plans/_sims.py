@@ -1,17 +1,25 @@
 """SIMS acquisitions (image, line profile) with the quench-adequacy guard."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
+from bluesky.protocols import Movable, Readable
 
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
 
 from ._common import PlanGen, lab_time, plan_md, record_segment
+from ._validate import (
+    check_bool,
+    check_md,
+    check_movable,
+    check_number,
+    check_positions,
+    check_readable,
+    check_record,
+)
 
 __all__ = ["sims_image", "sims_line_profile", "quench_guard", "QuenchInadequate"]
 
@@ -96,9 +104,23 @@ def _acquire(
     return (yield from inner())
 
 
+def _check_acquisition_args(
+    sims: Any, stage: Any, clock: Any, acquisition_s: Any, pixel_um: Any,
+    allow_unfrozen: Any, record: Any, md: Any,
+) -> tuple[float, float, dict[str, Any]]:
+    check_readable("sims", sims)
+    check_movable("stage", stage)
+    check_movable("clock", clock)
+    acquisition_s = check_number("acquisition_s", acquisition_s, unit="s", upper=30 * 86400.0)
+    pixel_um = check_number("pixel_um", pixel_um, unit="µm", upper=1e4)
+    check_bool("allow_unfrozen", allow_unfrozen)
+    check_record(record)
+    return acquisition_s, pixel_um, check_md(md)
+
+
 def sims_image(
-    sims: Any, stage: Any, clock: Any, *, acquisition_s: float = ACQUISITION_S,
-    pixel_um: float = PIXEL_UM, allow_unfrozen: bool = False, record: Any = None,
+    sims: Readable, stage: Movable, clock: Movable, *, acquisition_s: float = ACQUISITION_S,
+    pixel_um: float = PIXEL_UM, allow_unfrozen: bool = False, record: Readable | None = None,
     md: dict[str, Any] | None = None,
 ) -> PlanGen:
     """One ⁶Li/⁷Li image (one run) after checking the quench is adequate.
@@ -111,39 +133,59 @@ def sims_image(
     Parameters
     ----------
     sims : SurfaceLabExport
+        The TOF-SIMS instrument's export folder (acquires the image).
     stage : CryoStage
+        The cryo stage the sample sits on (its temperature feeds the guard).
     clock : LabClock
+        Lab time of the acquisition.
     acquisition_s : float
         Integration time of the image (s), for the guard.
     pixel_um : float
         Pixel size (µm), for the guard.
     allow_unfrozen : bool
+        Record even if the guard refuses (the run then carries ``guard_warning``).
     record : SampleRecord, optional
+        The sample's thermal history (copied into the start document, extended).
     md : dict, optional
+        Extra start metadata.
     """
+    acquisition_s, pixel_um, md = _check_acquisition_args(
+        sims, stage, clock, acquisition_s, pixel_um, allow_unfrozen, record, md)
     return (yield from _acquire("image", sims, stage, clock, None, acquisition_s, pixel_um,
                                 allow_unfrozen, record, md, "sims_image"))
 
 
 def sims_line_profile(
-    sims: Any, stage: Any, clock: Any, positions_mm: Sequence[float], *,
+    sims: Readable, stage: Movable, clock: Movable, positions_mm: Sequence[float], *,
     acquisition_s: float = ACQUISITION_S, pixel_um: float = PIXEL_UM,
-    allow_unfrozen: bool = False, record: Any = None, md: dict[str, Any] | None = None,
+    allow_unfrozen: bool = False, record: Readable | None = None,
+    md: dict[str, Any] | None = None,
 ) -> PlanGen:
     """A line profile at ``positions_mm`` along the diffusion direction (one run, guarded).
 
     Parameters
     ----------
     sims : SurfaceLabExport
+        The TOF-SIMS instrument's export folder (acquires the profile).
     stage : CryoStage
+        The cryo stage the sample sits on (its temperature feeds the guard).
     clock : LabClock
+        Lab time of the acquisition.
     positions_mm : sequence of float
         Distances from the liquid level (mm), e.g. 0 … 6 mm.
-    acquisition_s, pixel_um, allow_unfrozen, record, md
-        As :func:`sims_image`.
+    acquisition_s : float
+        Integration time (s), for the guard.
+    pixel_um : float
+        Pixel size (µm), for the guard.
+    allow_unfrozen : bool
+        Record even if the guard refuses (the run then carries ``guard_warning``).
+    record : SampleRecord, optional
+        The sample's thermal history (copied into the start document, extended).
+    md : dict, optional
+        Extra start metadata.
     """
-    pos = [float(p) for p in positions_mm]
-    if not pos or any(not math.isfinite(p) for p in pos):
-        raise ValueError(f"positions_mm must be non-empty finite mm, got {positions_mm!r}")
+    acquisition_s, pixel_um, md = _check_acquisition_args(
+        sims, stage, clock, acquisition_s, pixel_um, allow_unfrozen, record, md)
+    pos = check_positions("positions_mm", positions_mm)
     return (yield from _acquire("line_profile", sims, stage, clock, pos, acquisition_s,
                                 pixel_um, allow_unfrozen, record, md, "sims_line_profile"))

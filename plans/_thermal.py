@@ -1,18 +1,19 @@
 """Temperature steps: quench (cool the SIMS stage), anneal in the furnace, storage."""
 
-from __future__ import annotations
-
 import logging
 import math
 from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
+from bluesky.protocols import Movable, Readable
 from bluesky.utils import FailedStatus, RequestAbort, RequestStop
 
 from lltolab.comm import InstrumentError
+from lltolab.devices import MAX_WAIT_S
 
 from ._common import QUENCH_K, ROOM_K, PlanGen, lab_time, plan_md, record_segment
+from ._validate import check_bool, check_md, check_movable, check_number, check_record
 
 __all__ = ["quench", "anneal", "store", "AnnealAborted"]
 
@@ -41,15 +42,9 @@ def _fault_text(exc: BaseException) -> str:
     return str(cause)
 
 
-def _check_positive(name: str, value: float) -> float:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def quench(
-    stage: Any, clock: Any, temperature_K: float = QUENCH_K, *,
-    record: Any = None, md: dict[str, Any] | None = None,
+    stage: Movable, clock: Movable, temperature_K: float = QUENCH_K, *,
+    record: Readable | None = None, md: dict[str, Any] | None = None,
 ) -> PlanGen:
     """Bring the cryo stage (with the sample on it) to ``temperature_K`` and let it settle.
 
@@ -59,14 +54,22 @@ def quench(
     Parameters
     ----------
     stage : CryoStage
+        The cryo stage (with the sample on it).
     clock : LabClock
+        Lab time of the change.
     temperature_K : float
         Target (K); default −110 °C.
     record : SampleRecord, optional
+        Receives the temperature change as a history segment.
     md : dict, optional
+        Extra start metadata.
     """
-    _check_positive("temperature_K", temperature_K)
+    check_movable("stage", stage)
+    check_movable("clock", clock)
+    temperature_K = check_number("temperature_K", temperature_K, unit="K")
     stage.check_value(temperature_K)
+    check_record(record)
+    md = check_md(md)
     _md = plan_md("quench", {"stage": stage, "clock": clock, "temperature_K": temperature_K},
                   md, purpose="stage temperature change")
 
@@ -86,9 +89,10 @@ def quench(
 
 
 def anneal(
-    furnace: Any, handler: Any, clock: Any, temperature_K: float, duration_s: float, *,
-    check_interval_s: float = 600.0, safe_K: float = ROOM_K, cool_furnace: bool = True,
-    record: Any = None, md: dict[str, Any] | None = None,
+    furnace: Movable, handler: Movable, clock: Movable, temperature_K: float,
+    duration_s: float, *, check_interval_s: float = 600.0, safe_K: float = ROOM_K,
+    cool_furnace: bool = True, record: Readable | None = None,
+    md: dict[str, Any] | None = None,
 ) -> PlanGen:
     """Heat the furnace, put the sample in for ``duration_s``, take it out to cool (one run).
 
@@ -107,8 +111,11 @@ def anneal(
     Parameters
     ----------
     furnace : Furnace
+        The annealing furnace.
     handler : SampleHandler
+        Puts the sample into the furnace and takes it out (operator steps).
     clock : LabClock
+        Lab waits of the hold.
     temperature_K : float
         Anneal temperature (K).
     duration_s : float
@@ -121,14 +128,22 @@ def anneal(
     cool_furnace : bool
         Command ``safe_K`` (without waiting) after the sample is out.
     record : SampleRecord, optional
+        Receives the anneal as a history segment.
     md : dict, optional
+        Extra start metadata.
     """
-    _check_positive("temperature_K", temperature_K)
-    _check_positive("duration_s", duration_s)
-    _check_positive("check_interval_s", check_interval_s)
+    for name, dev in (("furnace", furnace), ("handler", handler), ("clock", clock)):
+        check_movable(name, dev)
+    temperature_K = check_number("temperature_K", temperature_K, unit="K")
+    duration_s = check_number("duration_s", duration_s, unit="s", upper=MAX_WAIT_S)
+    check_interval_s = check_number("check_interval_s", check_interval_s, unit="s",
+                                    upper=MAX_WAIT_S)
+    safe_K = check_number("safe_K", safe_K, unit="K")
     furnace.check_value(temperature_K)
-    _check_positive("safe_K", safe_K)
     furnace.check_value(safe_K)
+    check_bool("cool_furnace", cool_furnace)
+    check_record(record)
+    md = check_md(md)
     _md = plan_md("anneal", {"furnace": furnace, "handler": handler, "clock": clock,
                              "temperature_K": temperature_K, "duration_s": duration_s,
                              "check_interval_s": check_interval_s, "safe_K": safe_K}, md,
@@ -229,23 +244,29 @@ def anneal(
 
 
 def store(
-    clock: Any, duration_s: float, *, temperature_K: float = ROOM_K,
-    record: Any = None, md: dict[str, Any] | None = None,
+    clock: Movable, duration_s: float, *, temperature_K: float = ROOM_K,
+    record: Readable | None = None, md: dict[str, Any] | None = None,
 ) -> PlanGen:
     """Keep the sample in (Ar) storage for ``duration_s`` at room temperature (one run).
 
     Parameters
     ----------
     clock : LabClock
+        Lab wait of the storage.
     duration_s : float
         Storage time (s), e.g. 16 days.
     temperature_K : float
         Storage temperature recorded in the history (K).
     record : SampleRecord, optional
+        Receives the storage as a history segment.
     md : dict, optional
+        Extra start metadata.
     """
-    _check_positive("duration_s", duration_s)
-    _check_positive("temperature_K", temperature_K)
+    check_movable("clock", clock)
+    duration_s = check_number("duration_s", duration_s, unit="s", upper=MAX_WAIT_S)
+    temperature_K = check_number("temperature_K", temperature_K, unit="K", upper=1000.0)
+    check_record(record)
+    md = check_md(md)
     _md = plan_md("store", {"clock": clock, "duration_s": duration_s,
                             "temperature_K": temperature_K}, md, purpose="storage")
 

@@ -1,22 +1,22 @@
 """Moving the sample between the bath, the bench, the SIMS stage and the furnace."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
+from bluesky.protocols import Movable, Readable
 
 from lltolab.devices import SAMPLE_LOCATIONS
 
 from ._common import ROOM_K, PlanGen, lab_time, plan_md, record_segment
+from ._validate import check_md, check_movable, check_record
 
 __all__ = ["transfer"]
 
 
 def transfer(
-    handler: Any, clock: Any, location: str, *,
-    record: Any = None, md: dict[str, Any] | None = None,
+    handler: Movable, clock: Movable, location: str, *,
+    record: Readable | None = None, md: dict[str, Any] | None = None,
 ) -> PlanGen:
     """Move the sample to ``location`` (an operator step; one run).
 
@@ -25,12 +25,22 @@ def transfer(
     Parameters
     ----------
     handler : SampleHandler
+        Asks the operator to move the sample and waits for the confirmation.
     clock : LabClock
+        Lab time of the transfer.
     location : str
         ``storage``, ``bath``, ``sims_stage`` or ``furnace``.
     record : SampleRecord, optional
+        Receives the transfer as a history segment.
     md : dict, optional
+        Extra start metadata.
     """
+    check_movable("handler", handler)
+    check_movable("clock", clock)
+    if not isinstance(location, str):
+        raise TypeError(f"location must be one of {SAMPLE_LOCATIONS}, got {location!r}")
+    check_record(record)
+    md = check_md(md)
     if location not in SAMPLE_LOCATIONS:
         raise ValueError(f"location must be one of {SAMPLE_LOCATIONS}, got {location!r}")
     _md = plan_md("transfer", {"handler": handler, "clock": clock, "location": location}, md,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from lltolab.devices import (
     LabClock,
     OperatorCancelled,
     OperatorRefused,
+    OperatorRequest,
     OperatorTimeout,
     PromptConfirmation,
     SampleHandler,
@@ -163,3 +165,99 @@ def test_pending_step_is_cancelled_by_stop(tmp_path) -> None:
     with pytest.raises((OperatorCancelled, StatusTimeoutError)):
         status.wait(timeout=5)
     assert cell.immersed.get() == 0
+
+
+def _wait_pending(conf: FileConfirmation, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pending = conf.pending()
+        if pending:
+            return pending
+        time.sleep(0.05)
+    raise AssertionError("no pending operator step appeared")
+
+
+def _lltolab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lltolab.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_lltolab_confirm_lists_and_answers_from_another_process(tmp_path) -> None:
+    """A pending step is visible to ``lltolab confirm --list`` and answered by its id."""
+    folder = tmp_path / "operator"
+    conf = FileConfirmation(folder, poll_s=0.05)
+    handler = SampleHandler(name="handler", confirmation=conf, timeout_s=60)
+    status = handler.set("furnace")
+    (request,) = _wait_pending(conf)
+    listed = _lltolab("confirm", "--list", "--folder", str(folder), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["request_id"] for r in rows] == [request.request_id]
+    assert rows[0]["params"]["location"] == "furnace"
+    text = _lltolab("confirm", "--list", "--folder", str(folder))
+    assert request.request_id in text.stdout and "furnace" in text.stdout
+    unknown = _lltolab("confirm", "abc123", "--yes", "--folder", str(folder))
+    assert unknown.returncode == 2 and "no pending operator step" in unknown.stderr
+    done = _lltolab("confirm", request.request_id, "--yes", "--folder", str(folder))
+    assert done.returncode == 0, done.stderr
+    status.wait(timeout=10)
+    assert handler.location.get() == "furnace"
+    # a refusal fails the step with OperatorRefused
+    status = handler.set("storage")
+    (request,) = _wait_pending(conf)
+    refused = _lltolab("confirm", request.request_id, "--no", "--note", "hot",
+                       "--folder", str(folder))
+    assert refused.returncode == 0, refused.stderr
+    with pytest.raises(OperatorRefused, match="hot"):
+        status.wait(timeout=10)
+    assert handler.location.get() == "furnace"
+
+
+def test_unanswered_file_step_times_out_cleanly(tmp_path) -> None:
+    conf = FileConfirmation(tmp_path, poll_s=0.05)
+    cell = ExchangeCell(name="cell", confirmation=conf, timeout_s=0.5)
+    status = cell.set("dip")
+    with pytest.raises(OperatorTimeout, match="not confirmed within"):
+        status.wait(timeout=10)
+    assert conf.pending() == []  # the request is withdrawn
+    assert cell.immersed.get() == 0
+
+
+@pytest.mark.parametrize("bad", ["../evil", "../../answers/x", "/tmp/x", "a/b", "..", "",
+                                 "x" * 65, "a b", "a\x00b", "-rf", ".hidden", "ä"])
+def test_crafted_request_ids_never_write_outside_the_answers_folder(tmp_path, bad) -> None:
+    """Regression: an id like ``../x`` used to write ``folder/x.json`` (outside answers/)."""
+    folder = tmp_path / "operator"
+    conf = FileConfirmation(folder)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="request id"):
+        conf.answer(bad, confirmed=True)
+    with pytest.raises(ValueError, match="request id"):
+        OperatorRequest("move", "m", request_id=bad)
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    if bad in ("../evil", "/tmp/x"):  # the command line refuses it in one line, exit 2
+        out = _lltolab("confirm", bad, "--yes", "--folder", str(folder))
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_a_crafted_pending_file_is_not_listed(tmp_path) -> None:
+    conf = FileConfirmation(tmp_path)
+    (tmp_path / "pending").mkdir()
+    (tmp_path / "pending" / "ok1.json").write_text(json.dumps(
+        {"action": "move", "message": "m", "params": {}, "request_id": "../../evil",
+         "created": 0.0}))
+    (tmp_path / "pending" / "ok2.json").write_text(json.dumps(
+        {"action": "move", "message": "m", "params": {}, "request_id": "other",
+         "created": 0.0}))
+    assert conf.pending() == []
+
+
+def test_default_confirmation_uses_answer_files_without_a_terminal(tmp_path) -> None:
+    script = textwrap.dedent(f"""
+        from lltolab.devices import FileConfirmation, default_confirmation
+        conf = default_confirmation({str(tmp_path)!r})
+        assert isinstance(conf, FileConfirmation), conf
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60,
+                   stdin=subprocess.DEVNULL, capture_output=True)

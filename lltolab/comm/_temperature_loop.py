@@ -33,6 +33,57 @@ def _parent_limits(signal: Any) -> tuple[float, float]:
     return signal.parent.limits
 
 
+class _MoveStatus(DeviceStatus):
+    """A move's status that reports progress to ``watch`` callbacks (bluesky progress bars).
+
+    Each readback poll calls the watchers with ``name``, ``current``, ``initial``, ``target``
+    (K), ``unit``, ``precision``, ``fraction`` (of the distance still to go: 1 at the start,
+    0 at the target, as ophyd's MoveStatus) and ``time_elapsed`` (s).
+    """
+
+    def __init__(self, device: Any, target_K: float, **kwargs: Any) -> None:
+        super().__init__(device, **kwargs)
+        self.target_K = target_K
+        self.initial_K: float | None = None
+        self.current_K: float | None = None
+        self._t0 = time.monotonic()
+        self._watch_lock = threading.Lock()
+
+    def watch(self, func: Callable[..., None]) -> None:
+        """Call ``func(**progress)`` now and after every readback until the move ends."""
+        with self._watch_lock:
+            self._watchers.append(func)
+        func(**self._progress())
+
+    def report(self, current_K: float) -> None:
+        """Record a readback (K) and pass the progress to the watchers."""
+        if self.initial_K is None:
+            self.initial_K = current_K
+        self.current_K = current_K
+        with self._watch_lock:
+            watchers = list(self._watchers)
+        if not watchers or self.done:
+            return
+        progress = self._progress()
+        for func in watchers:
+            try:
+                func(**progress)
+            except Exception as exc:  # noqa: BLE001 - a broken display never fails a move
+                logger.warning("%s: progress callback failed: %s", self.device.name, exc)
+
+    def _progress(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.device.name,
+                               "time_elapsed": time.monotonic() - self._t0}
+        if self.current_K is None or self.initial_K is None:
+            return out
+        span = abs(self.target_K - self.initial_K)
+        left = abs(self.target_K - self.current_K)
+        fraction = 0.0 if span == 0 else min(max(left / span, 0.0), 1.0)
+        out.update(current=self.current_K, initial=self.initial_K, target=self.target_K,
+                   unit="K", precision=2, fraction=fraction)
+        return out
+
+
 class _Move:
     """Book-keeping of one move (its status may be finished exactly once)."""
 
@@ -244,7 +295,7 @@ class TemperatureLoop(Device):
             self._prepare_move(target)
             self._write_setpoint(target)
             self.target.put(target)
-            move = _Move(target, DeviceStatus(self), float(timeout))
+            move = _Move(target, _MoveStatus(self, target), float(timeout))
             self._move = move
         thread = threading.Thread(
             target=self._run_move, args=(move,), name=f"{self.name}-settle", daemon=True
@@ -294,6 +345,8 @@ class TemperatureLoop(Device):
                     self._hold_after_failure(move)
                     move.finish(exc)
                 return
+            if isinstance(move.status, _MoveStatus):
+                move.status.report(last)
             now = time.monotonic()
             if abs(last - move.target_K) <= tol:
                 if in_band_since is None:
