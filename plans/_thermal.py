@@ -1,7 +1,6 @@
 """Temperature steps: quench (cool the SIMS stage), anneal in the furnace, storage."""
 
 import logging
-import math
 from typing import Any
 
 import bluesky.plan_stubs as bps

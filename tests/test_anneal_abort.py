@@ -148,9 +148,10 @@ def test_fault_while_heating_asks_the_sample_out_and_records_nothing(lab):
 @pytest.mark.parametrize("safe_K", [math.nan, math.inf, -1.0, 0.0, True, "295", 5000.0, 100.0])
 def test_bad_safe_K_is_rejected_before_the_first_message(lab, safe_K):
     """NaN, infinite, non-positive, non-numeric or outside the furnace's limits (default
-    273.15..1473.15 K): ValueError naming the value, before any message or any I/O."""
+    273.15..1473.15 K): ValueError (TypeError for a non-number) naming the value, before any
+    message or any I/O."""
     frames = lab.sim.frames_handled
-    with pytest.raises(ValueError, match="safe_K|limit|target"):
+    with pytest.raises((ValueError, TypeError), match="safe_K|limit|target"):
         lab.RE(anneal(lab.furnace, lab.handler, lab.lab_clock, ANNEAL_K, 3600.0,
                       safe_K=safe_K, record=lab.record))
     assert lab.messages == []
