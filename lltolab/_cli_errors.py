@@ -58,6 +58,8 @@ EXIT_INTERRUPTED = 130
 
 #: largest scan_id accepted (SQLite integers are 64-bit signed)
 MAX_SCAN_ID = 2**63 - 1
+#: most runs ``lltolab runs -n`` lists
+MAX_RUNS_LISTED = 100_000
 #: seeds are accepted in 0 .. MAX_SEED (numpy's SeedSequence takes non-negative integers)
 MAX_SEED = 2**64 - 1
 #: longest wait for a tiled server's first answer (s)
@@ -310,8 +312,8 @@ def _check_seed(seed: object) -> None:
 
 
 def _check_count(n: object) -> None:
-    if not isinstance(n, int) or n < 1:
-        raise CliError(f"-n must be an integer >= 1, got {n!r}")
+    if not isinstance(n, int) or not 1 <= n <= MAX_RUNS_LISTED:
+        raise CliError(f"-n must be an integer in 1..{MAX_RUNS_LISTED}, got {n!r}")
 
 
 def _check_time_scale(value: object) -> None:

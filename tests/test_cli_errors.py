@@ -245,7 +245,7 @@ def test_read_only_export_folder_of_sim_serve(world_readable_tmp) -> None:
     (["frobnicate"], "", ["invalid choice: 'frobnicate'"]),
     (["replay"], "replay", ["required: run"]),
     (["runs", "-n", "many"], "runs", ["invalid int value: 'many'"]),
-    (["runs", "-n", "0"], "runs", ["-n must be an integer >= 1, got 0"]),
+    (["runs", "-n", "0"], "runs", ["-n must be an integer in 1..", "got 0"]),
     (["demo", "--seed", "-4"], "demo", ["--seed", "got -4"]),
     (["demo", "--colour"], "", ["unrecognized arguments: --colour"]),
     (["sim", "serve", "--time-scale", "nan"], "sim serve", ["--time-scale", "'nan'"]),
