@@ -206,11 +206,13 @@ def check_catalog(value: object, *, create: bool, command: str) -> str:
                        "'lltolab demo --catalog FOLDER' or a session)")
     if has_db:
         _check_sqlite(db)
-    if folder.exists():
-        # opening a catalog takes a lock file in its folder, even to read it
+    try:
         check_writable_folder(folder, "catalog folder")
-    elif create:
-        check_writable_folder(folder, "catalog folder")
+    except CliError as exc:
+        if create:
+            raise
+        raise CliError(f"{exc}; opening a catalog folder takes a lock file in it, even to "
+                       "read it (copy the folder, or serve it with tiled)") from None
     return str(folder)
 
 
@@ -435,8 +437,24 @@ def _validate_shell(args: argparse.Namespace) -> None:
         args.config = str(check_config_file(args.config))
     if getattr(args, "sample_id", None) is not None and not args.sample_id.strip():
         raise CliError("--sample-id is empty")
+    if args.catalog is None and args.config is not None:
+        args.catalog = _configured_catalog(Path(args.config))
     if args.sim or args.catalog is not None:
         _catalog_of(args, create=True)
+
+
+def _configured_catalog(config: Path) -> str | None:
+    """The ``[catalog]`` ``uri`` or ``path`` of a configuration file, if it names one."""
+    import tomllib  # noqa: PLC0415
+
+    with config.open("rb") as f:
+        section = tomllib.load(f).get("catalog", {})
+    if not isinstance(section, dict):
+        raise CliError(f"[catalog] in {config} must be a table, got {section!r}")
+    value = section.get("uri") or section.get("path")
+    if value is not None and not isinstance(value, str):
+        raise CliError(f"[catalog] path/uri in {config} must be a string, got {value!r}")
+    return value
 
 
 def _validate_sim(args: argparse.Namespace) -> None:

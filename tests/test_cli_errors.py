@@ -217,7 +217,8 @@ def test_read_only_catalog_folder(catalog_folder, uids, world_readable_tmp) -> N
         p.chmod(0o555 if p.is_dir() else 0o444)
     for args in (["runs"], ["replay", "-1"], ["demo"]):
         proc = _cli(*args, "--catalog", str(ro), drop_root_override=True)
-        _one_line_error(proc, args[0], str(ro), "not writable")
+        err = _one_line_error(proc, args[0], str(ro), "not writable")
+        assert ("lock file" in err) == (args[0] != "demo"), err
 
 
 def test_read_only_figures_folder(catalog_folder, uids, world_readable_tmp) -> None:
@@ -267,6 +268,15 @@ def test_invalid_toml_config(tmp_path) -> None:
     cfg.write_text("[cryostage\nresource = 1\n")
     proc = _cli("shell", "--config", str(cfg), timeout=60)
     _one_line_error(proc, "shell", "lab.toml", "not valid TOML")
+
+
+def test_catalog_named_by_the_config_is_checked_too(tmp_path) -> None:
+    afile = tmp_path / "catalog.txt"
+    afile.write_text("not a catalog\n")
+    cfg = tmp_path / "lab.toml"
+    cfg.write_text(f"[catalog]\npath = {str(afile)!r}\n")
+    proc = _cli("shell", "--config", str(cfg), timeout=60)
+    _one_line_error(proc, "shell", str(afile), "is a file")
 
 
 def test_help_exits_0() -> None:

@@ -179,8 +179,8 @@ def _check(command: str, argv: list[str], rc: int, err: str) -> None:
         assert len(lines) == 1 and lines[0].startswith("lltolab"), (argv, err)
 
 
-def _fuzz(command: str, world: dict[str, object], n: int) -> None:
-    @settings(max_examples=n, deadline=None, database=None,
+def _fuzz(command: str, world: dict[str, object], n: int, *, derandomize: bool) -> None:
+    @settings(max_examples=n, deadline=None, database=None, derandomize=derandomize,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(argv=_argv(command, world))
     def case(argv: list[str]) -> None:
@@ -192,13 +192,13 @@ def _fuzz(command: str, world: dict[str, object], n: int) -> None:
 
 @pytest.mark.parametrize("command", list(OPTIONS))
 def test_fuzzed_argv_ends_in_0_or_one_line_and_2(command, world) -> None:
-    _fuzz(command, world, 60)
+    _fuzz(command, world, 60, derandomize=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", list(OPTIONS))
 def test_fuzzed_argv_long_campaign(command, world) -> None:
-    _fuzz(command, world, 600)
+    _fuzz(command, world, 600, derandomize=False)
 
 
 def test_fuzz_reaches_success_and_every_error(world) -> None:
