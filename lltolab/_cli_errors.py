@@ -106,6 +106,14 @@ def _path_text(value: object, what: str) -> str:
     return text
 
 
+def _expand(text: str, what: str) -> Path:
+    """``~`` and ``~user`` expanded; an unknown user is bad input."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:  # "Could not determine home directory"
+        raise CliError(f"{what} {text!r}: cannot expand '~' ({exc})") from None
+
+
 def _is_uri(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
@@ -144,7 +152,7 @@ def check_writable_folder(value: object, what: str) -> Path:
         Naming the path and why it cannot be used.
     """
     text = _path_text(value, what)
-    path = Path(text).expanduser()
+    path = _expand(text, what)
     try:
         base = _nearest_existing(path)
         if not base.is_dir():
@@ -193,7 +201,7 @@ def check_catalog(value: object, *, create: bool, command: str) -> str:
         return text
     if _URI_SCHEME.match(text):
         raise CliError(f"catalog {text!r} is neither a folder nor an http(s):// address")
-    folder = Path(text).expanduser()
+    folder = _expand(text, "catalog")
     db = folder / _CATALOG_DB
     try:
         if folder.exists() and not folder.is_dir():
@@ -265,7 +273,7 @@ def check_micrograph(value: object) -> Path:
     import numpy as np  # noqa: PLC0415 - CLI only
 
     text = _path_text(value, "micrograph")
-    path = Path(text).expanduser()
+    path = _expand(text, "micrograph")
     try:
         if not path.exists():
             raise CliError(f"micrograph file {text} does not exist")
@@ -292,7 +300,7 @@ def check_config_file(value: object) -> Path:
     import tomllib  # noqa: PLC0415
 
     text = _path_text(value, "configuration file")
-    path = Path(text).expanduser()
+    path = _expand(text, "configuration file")
     try:
         if not path.is_file():
             raise CliError(f"configuration file {text} "

@@ -71,7 +71,8 @@ def world(tmp_path_factory) -> dict[str, object]:
     yield {
         "root": root, "uids": uids,
         "values": [
-            *paths, "", " ", "~", ".", "/", "a\x00b", "x" * 300, "\udcff", "é/ü",
+            *paths, "", " ", "~", "~0", "~no-such-user/x", ".", "/", "a\x00b", "x" * 300,
+            "\udcff", "é/ü",
             f"http://127.0.0.1:{closed_port}", "http://", "https://[::1", "ftp://host/x",
             "0", "-0", "1", "2", "3", "-1", "-2", "-3", "00002", "+1", "1.5", "nan", "inf",
             "-inf", "1e309", "0.001", str(2**64), str(-(2**70)), "99999999999999999999999",
