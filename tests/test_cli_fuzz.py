@@ -41,6 +41,8 @@ OPTIONS = {
 STUBBED = {"demo": "_demo", "shell": "_shell", "sim serve": "_sim_serve"}
 #: outcomes per command, reported by the test at the end of the module
 OUTCOMES: Counter[tuple[str, int]] = Counter()
+#: what the exit-2 messages were about (all commands)
+ERROR_KINDS: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,8 @@ def report():
     if OUTCOMES:
         lines = [f"  {cmd:10s} exit {rc}: {n}" for (cmd, rc), n in sorted(OUTCOMES.items())]
         print("\nfuzzed command lines (command, exit status: cases):\n" + "\n".join(lines))
+        print("exit-2 messages by subject: " + ", ".join(
+            f"{kind} {n}" for kind, n in ERROR_KINDS.most_common()))
 
 
 def _good(world: dict[str, object]) -> dict[str, list[str]]:
@@ -171,8 +175,31 @@ def _run(argv: list[str], world: dict[str, object], monkeypatch_ctx) -> tuple[in
     return rc, err.getvalue()
 
 
+KINDS = [  # (kind, words of the one-line message), first match wins
+    ("usage", ["(see 'lltolab", "give --sim", "--sample-id"]),
+    ("analysis", ["analyze takes"]),
+    ("run reference", ["run ", "scan_id"]),
+    ("server", ["tiled server", "catalog address"]),
+    ("database", ["catalog database"]),
+    ("catalog folder", ["catalog", "no catalog"]),
+    ("micrograph", ["micrograph"]),
+    ("configuration", ["configuration file", "[catalog]"]),
+    ("output folder", ["figures folder", "export folder"]),
+    ("number", ["--seed", "-n must", "--time-scale"]),
+]
+
+
+def _kind(err: str) -> str:
+    for kind, words in KINDS:
+        if any(w in err for w in words):
+            return kind
+    return "other"
+
+
 def _check(command: str, argv: list[str], rc: int, err: str) -> None:
     OUTCOMES[(command, rc)] += 1
+    if rc == 2:
+        ERROR_KINDS[_kind(err)] += 1
     assert "Traceback" not in err, (argv, err)
     assert rc in (0, 2), (argv, rc, err)
     if rc == 2:
