@@ -649,6 +649,8 @@ def run_guarded(build_parser: Callable[[], argparse.ArgumentParser],
         prog = " ".join(["lltolab", *(c for c in (getattr(args, "command", None),)
                                        if isinstance(c, str))])
         validate_args(args)
+        if getattr(args, "command", None) in _READERS:
+            _die_quietly_on_closed_pipe()
         return int(args.func(args))
     except SystemExit as exc:  # --help, or a library exiting
         code = exc.code
@@ -656,6 +658,9 @@ def run_guarded(build_parser: Callable[[], argparse.ArgumentParser],
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (``lltolab runs | head -1``): not an error
+        _silence_stdout()
+        return 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             traceback.print_exc()
@@ -669,6 +674,39 @@ def run_guarded(build_parser: Callable[[], argparse.ArgumentParser],
               + ("" if debug else " (run again with --debug for the traceback)"),
               file=sys.stderr)
         return EXIT_INTERNAL
+
+
+#: commands that only read and print: a closed output pipe ends them like any Unix filter
+_READERS = frozenset({"runs", "replay"})
+
+
+def _die_quietly_on_closed_pipe() -> None:
+    """When stdout is a pipe, restore the default SIGPIPE action (end the process silently
+    when the reader has gone, as ``lltolab replay -1 | head`` expects); else do nothing."""
+    import signal  # noqa: PLC0415
+    import stat  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    try:
+        is_pipe = stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):  # not a real file (in-process capture)
+        return
+    sigpipe = getattr(signal, "SIGPIPE", None)  # absent on Windows
+    if is_pipe and sigpipe is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(sigpipe, signal.SIG_DFL)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. in-process capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def _one_line(text: str, limit: int = 500) -> str:

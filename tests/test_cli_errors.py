@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -130,6 +131,17 @@ def test_negative_index_counts_from_the_end(catalog_folder, uids) -> None:
     assert f"of run {uids[0]}" in proc.stdout  # -2 of two runs: the oldest
     proc = _cli("replay", "-3", "--catalog", str(catalog_folder))
     _one_line_error(proc, "replay", "'-3'", "holds only 2 run(s)")
+
+
+def test_reader_that_goes_away_is_no_error(catalog_folder, uids) -> None:
+    """``lltolab replay -1 | head -1``: the closed pipe ends the command quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "lltolab.cli", "replay", "-1", "--catalog",
+                             str(catalog_folder)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # nobody reads: the first write fails with EPIPE
+    err = proc.stderr.read()
+    assert proc.wait(timeout=200) in (0, -signal.SIGPIPE), err  # as any Unix filter
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
 def test_analyze_unknown_run_writes_no_figure(catalog_folder, uids, tmp_path) -> None:
