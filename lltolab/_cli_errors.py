@@ -255,11 +255,19 @@ def _check_sqlite(db: Path) -> None:
         conn.execute("PRAGMA schema_version").fetchone()
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
+        if _is_busy(exc):
+            raise CliError(f"catalog database {db} is busy ({exc}): another process holds "
+                           "it; try again") from exc
         raise CliError(f"catalog database {db} is unreadable ({exc}): corrupt, or not a "
                        "catalog; restore it from a backup (the run journals in its folder "
                        "can be replayed into a new catalog)") from exc
     finally:
         conn.close()
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def check_micrograph(value: object) -> Path:
@@ -529,13 +537,13 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def _describe_one(exc: BaseException) -> str | None:  # noqa: PLR0911 - a flat table
     if isinstance(exc, CliError):
         return str(exc)
-    if isinstance(exc, sqlite3.DatabaseError):
-        return f"catalog database is unreadable ({exc}): corrupt, or not a catalog"
     mod = type(exc).__module__ or ""
-    if mod.startswith("sqlalchemy") and type(exc).__name__ in (
-            "DatabaseError", "OperationalError", "InterfaceError"):
-        orig = getattr(exc, "orig", None)
-        return f"catalog database is unreadable ({orig or exc}): corrupt, or not a catalog"
+    if isinstance(exc, sqlite3.DatabaseError) or (mod.startswith("sqlalchemy") and type(
+            exc).__name__ in ("DatabaseError", "OperationalError", "InterfaceError")):
+        orig = getattr(exc, "orig", None) or exc
+        if _is_busy(orig):
+            return f"catalog database is busy ({orig}): another process holds it; try again"
+        return f"catalog database is unreadable ({orig}): corrupt, or not a catalog"
     if mod.startswith("httpx") or mod.startswith("tiled"):
         return _describe_http(exc)
     if isinstance(exc, (PermissionError, FileNotFoundError, NotADirectoryError,

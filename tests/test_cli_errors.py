@@ -197,6 +197,22 @@ def test_corrupt_database(catalog_folder, uids, tmp_path) -> None:
     assert not (broken / "sim-exports").exists() and not (broken / "session").exists()
 
 
+def test_busy_database_is_not_called_corrupt(catalog_folder, uids, tmp_path) -> None:
+    """A catalog database held by another process's exclusive lock is busy, not corrupt."""
+    import sqlite3
+
+    held = tmp_path / "held"
+    shutil.copytree(catalog_folder, held, ignore=shutil.ignore_patterns("*.lock"))
+    conn = sqlite3.connect(held / "catalog.db", isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        proc = _cli("runs", "--catalog", str(held), timeout=100)
+    finally:
+        conn.close()
+    err = _one_line_error(proc, "runs", "catalog.db", "busy")
+    assert "corrupt" not in err
+
+
 def test_unreachable_server() -> None:
     uri = f"http://127.0.0.1:{_free_port()}"
     for args in (["runs"], ["replay", "-1"], ["analyze", "1"]):
@@ -341,6 +357,9 @@ def test_errors_from_libraries_are_translated() -> None:
     assert "401" in describe_error(denied) and "--api-key" in describe_error(denied)
     refused = httpx.ConnectError("[Errno 111] Connection refused", request=request)
     assert "127.0.0.1:8000" in describe_error(refused)
+    locked = sqlalchemy.exc.OperationalError("INSERT", {}, sqlite3.OperationalError(
+        "database is locked"))
+    assert "busy" in describe_error(locked) and "corrupt" not in describe_error(locked)
     assert "Permission denied" in describe_error(PermissionError(13, "Permission denied", "/x"))
     assert describe_error(TypeError("a bug")) is None
     assert describe_error(KeyError("a bug")) is None
