@@ -134,6 +134,18 @@ def _probe_write(folder: Path) -> None:
         pass
 
 
+def _check_name_lengths(path: Path, base: Path, what: str, text: str) -> None:
+    """The parts of ``path`` still to be created below ``base`` fit the file system."""
+    try:
+        name_max = os.pathconf(base, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows) or no limit known
+        name_max = 255
+    for part in path.parts[len(base.parts):]:
+        if len(os.fsencode(part)) > name_max:
+            raise CliError(f"{what} {text}: the name {part[:40]!r}... is longer than the "
+                           f"{name_max} bytes the file system allows")
+
+
 def check_writable_folder(value: object, what: str) -> Path:
     """A folder that exists and can be written, or that can be created.
 
@@ -158,6 +170,7 @@ def check_writable_folder(value: object, what: str) -> Path:
         if not base.is_dir():
             kind = "is a file" if base == path else f"lies below the file {base}"
             raise CliError(f"{what} {text} {kind}, not a folder")
+        _check_name_lengths(path, base, what, text)
         if not os.access(base, os.W_OK | os.X_OK):
             raise CliError(f"{what} {text} is not writable ({base}: permission denied)")
         _probe_write(base)
@@ -520,18 +533,18 @@ def _os_reason(exc: OSError) -> str:
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception, its causes/contexts and the members of exception groups."""
     seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        e = todo.pop(0)
+    pending = [exc]
+    while pending:
+        e = pending.pop(0)
         if id(e) in seen:
             continue
         seen.add(id(e))
         yield e
         if isinstance(e, BaseExceptionGroup):
-            todo.extend(e.exceptions)
+            pending.extend(e.exceptions)
         for nxt in (e.__cause__, e.__context__):
             if nxt is not None:
-                todo.append(nxt)
+                pending.append(nxt)
 
 
 def _describe_one(exc: BaseException) -> str | None:  # noqa: PLR0911 - a flat table

@@ -220,6 +220,15 @@ def test_unreachable_server() -> None:
         _one_line_error(proc, args[0], "cannot reach the tiled server", uri)
 
 
+def test_names_too_long_for_the_file_system(tmp_path) -> None:
+    long = tmp_path / ("n" * 300) / "inner"
+    proc = _cli("demo", "--catalog", str(long), timeout=60)
+    _one_line_error(proc, "demo", "File name too long")
+    proc = _cli("sim", "serve", "--exports", str(long), timeout=60)
+    _one_line_error(proc, "sim", "export folder", "longer than the 255 bytes")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_catalog(tmp_path) -> None:
     proc = _cli("runs", "--catalog", str(tmp_path / "none"))
     _one_line_error(proc, "runs", "no catalog in", "none")
