@@ -181,7 +181,8 @@ def check_writable_folder(value: object, what: str) -> Path:
     return path
 
 
-def check_catalog(value: object, *, create: bool, command: str) -> str:
+def check_catalog(value: object, *, create: bool, command: str,
+                  has_api_key: bool = True) -> str:
     """Check a ``--catalog`` value before the catalog is opened.
 
     Parameters
@@ -191,9 +192,13 @@ def check_catalog(value: object, *, create: bool, command: str) -> str:
     create
         True for commands that create the catalog when absent (``demo``, ``shell``): the
         folder must be writable or creatable. False for the read-only tools (``runs``,
-        ``replay``, ``analyze``): the folder must hold a catalog database.
+        ``replay``, ``analyze``): the folder must hold a catalog database (one they cannot
+        open for want of permissions is reported when they open it).
     command
         The subcommand, for the messages.
+    has_api_key
+        Whether the command takes ``--api-key``; a ``demo`` without it stores runs in a folder
+        only (no server address).
 
     Returns
     -------
@@ -208,7 +213,7 @@ def check_catalog(value: object, *, create: bool, command: str) -> str:
             value = Path(value).parent / "demo"
     text = _path_text(value, "catalog")
     if _is_uri(text):
-        if command == "demo":
+        if command == "demo" and not has_api_key:
             raise CliError(f"demo needs a catalog folder, not a server address: {text}")
         _check_uri(text)
         return text
@@ -227,13 +232,8 @@ def check_catalog(value: object, *, create: bool, command: str) -> str:
                        "'lltolab demo --catalog FOLDER' or a session)")
     if has_db:
         _check_sqlite(db)
-    try:
+    if create:
         check_writable_folder(folder, "catalog folder")
-    except CliError as exc:
-        if create:
-            raise
-        raise CliError(f"{exc}; opening a catalog folder takes a lock file in it, even to "
-                       "read it (copy the folder, or serve it with tiled)") from None
     return str(folder)
 
 
@@ -422,7 +422,7 @@ def _run_uid(run: Any, text: str) -> str:
 
 def _catalog_of(args: argparse.Namespace, *, create: bool) -> None:
     args.catalog = check_catalog(getattr(args, "catalog", None), create=create,
-                                 command=args.command)
+                                 command=args.command, has_api_key=hasattr(args, "api_key"))
 
 
 def _open_for_refs(args: argparse.Namespace) -> Any:
@@ -441,10 +441,28 @@ def _validate_runs(args: argparse.Namespace) -> None:
     _catalog_of(args, create=False)
 
 
+def _quick_uid(args: argparse.Namespace, text: str) -> str | None:
+    """The run's uid from the catalog package's fast lookup (no tiled stack), when it has
+    one and the lookup succeeds; None sends the reference the precise (slower) way."""
+    from lltolab import catalog  # noqa: PLC0415 - CLI only
+
+    quick = getattr(catalog, "quick_uid", None)
+    if quick is None:
+        return None
+    try:
+        return str(quick(args.catalog, parse_run_ref(text),
+                         api_key=getattr(args, "api_key", None)))
+    except Exception:  # noqa: BLE001 - resolved again below, with a precise message
+        return None
+
+
 def _validate_replay(args: argparse.Namespace) -> None:
     parse_run_ref(args.run)
     _catalog_of(args, create=False)
-    args.run = _run_uid(resolve_run(_open_for_refs(args), args.run, args.catalog), args.run)
+    uid = _quick_uid(args, args.run)
+    if uid is None:
+        uid = _run_uid(resolve_run(_open_for_refs(args), args.run, args.catalog), args.run)
+    args.run = uid
 
 
 def _validate_analyze(args: argparse.Namespace) -> None:
