@@ -44,8 +44,10 @@ __all__ = [
     "check_writable_folder",
     "describe_error",
     "parse_run_ref",
+    "quiet_libraries",
     "resolve_run",
     "run_guarded",
+    "split_debug",
     "validate_args",
 ]
 
