@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 
+from lltolab._cli_errors import OneLineArgumentParser, run_guarded
+
 __all__ = ["main"]
 
 
@@ -255,7 +257,7 @@ def _shell(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``lltolab`` command."""
-    parser = argparse.ArgumentParser(prog="lltolab", description=__doc__)
+    parser = OneLineArgumentParser(prog="lltolab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the full simulated workflow")
     demo.add_argument("--catalog", default=None, help="catalog folder")
@@ -327,17 +329,12 @@ def _positive_float(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``lltolab`` command."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "command", None) == "shell" and not args.sim and args.config is None:
-        print("lltolab shell: give --sim (virtual lab) or --config FILE (instruments)",
-              file=sys.stderr)
-        return 2
-    try:
-        return int(args.func(args))
-    except ValueError as exc:  # bad input: a clear message, not a traceback
-        print(f"lltolab {args.command}: {exc}", file=sys.stderr)
-        return 2
+    """Entry point of the ``lltolab`` command.
+
+    Bad input gets one line on stderr and exit status 2 before anything runs or is written;
+    an internal error one line and status 1 (the traceback with ``--debug``).
+    """
+    return run_guarded(build_parser, argv)
 
 
 if __name__ == "__main__":
