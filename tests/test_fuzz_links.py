@@ -49,7 +49,7 @@ MODBUS_TIMEOUT_S = 0.15
 STAGE_K = 295.0
 C = 273.15
 DEFAULT_EXAMPLES = 100
-SLOW_EXAMPLES = 1500
+SLOW_EXAMPLES = 600
 
 OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
