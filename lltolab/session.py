@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Session", "start", "example_config", "require_sample_id"]
+from lltolab.vocabulary import IMAGING_PLANS, STAGE_IMAGING_MAX_K, WORKFLOW_DEVICES
 
-STAGE_IMAGING_MAX_K = 173.15
-"""Imaging suspends while the stage is warmer than this (K), e.g. when LN₂ runs out."""
-IMAGING_PLANS = ("sims_image", "sims_line_profile")
+__all__ = ["Session", "start", "example_config", "require_sample_id"]
 
 
 def require_sample_id(md: Mapping[str, Any]) -> None:
@@ -75,8 +73,7 @@ class Session:
 
     def workflow_devices(self) -> dict[str, Any]:
         """The devices the card's workflow and the campaign take, by parameter name."""
-        names = ("cell", "handler", "clock", "stage", "furnace", "sims")
-        return {n: self.devices[n] for n in names}
+        return {n: self.devices[n] for n in WORKFLOW_DEVICES}
 
     def close(self) -> None:
         """Stop background threads, close links and the simulated lab."""

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
+from lltolab.formulas import series_deff
+from lltolab.vocabulary import Location
 
 from ._common import QUENCH_K, ROOM_K, PlanGen
 from ._exchange import isotope_exchange
@@ -37,7 +39,7 @@ def image_cycle(
     Returns the uids of the runs it made (several runs).
     """
     uids = []
-    uids.append((yield from transfer(handler, clock, "sims_stage", record=record, md=md)))
+    uids.append((yield from transfer(handler, clock, Location.SIMS_STAGE, record=record, md=md)))
     uids.append((yield from quench(stage, clock, quench_K, record=record, md=md)))
     uids.append((yield from sims_image(sims, stage, clock, acquisition_s=acquisition_s,
                                        record=record, md=md)))
@@ -46,7 +48,7 @@ def image_cycle(
                                                   acquisition_s=acquisition_s,
                                                   record=record, md=md)))
     uids.append((yield from quench(stage, clock, ROOM_K, record=record, md=md)))
-    uids.append((yield from transfer(handler, clock, "storage", record=record, md=md)))
+    uids.append((yield from transfer(handler, clock, Location.STORAGE, record=record, md=md)))
     return uids
 
 
@@ -122,9 +124,8 @@ def anneal_duration_for_length(
         raise ValueError(f"target_length_m must be > 0 m, got {target_length_m!r}")
     bulk = bulk or BulkDiffusivity.paper_default()
     boundary = boundary or BoundaryConductance.paper_default()
-    d_b = float(bulk(temperature_K))
-    k = float(boundary(temperature_K))
-    d_eff = 1.0 / (1.0 / d_b + 1.0 / (grain_size_m * k))
+    d_eff = float(series_deff(float(bulk(temperature_K)), float(boundary(temperature_K)),
+                              grain_size_m))
     return target_length_m**2 / d_eff
 
 

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from lltolab.vocabulary import BOUNDARY_WIDTH_CM
+
 from ._checks import as_fraction_array, as_positive
 
 __all__ = [
@@ -39,7 +41,7 @@ __all__ = [
 
 DEFAULT_D_BULK_CM2_S = 2.6e-8
 """D*_bulk of LLTO at 22 °C (NMR, science.md §3), cm²/s."""
-DEFAULT_DELTA_CM = 5e-8
+DEFAULT_DELTA_CM = BOUNDARY_WIDTH_CM
 """Assumed grain-boundary thickness δ = 0.5 nm, in cm."""
 
 _QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lltolab.vocabulary import ROOM_K
+
 from ._validate import check_positive, check_temperature
 
 __all__ = [
@@ -24,7 +26,7 @@ __all__ = [
 K_B_EV = 8.617333262e-5
 """Boltzmann constant in eV/K."""
 
-T_ROOM_K = 295.15
+T_ROOM_K = ROOM_K
 """22 °C in kelvin, the exchange temperature of the paper."""
 
 
