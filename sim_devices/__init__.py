@@ -16,3 +16,22 @@ __all__ += ["SurfaceLabSimulator", "SimsSettings"]
 from ._lab import LOCATIONS, LabSampleView, SimulatedOperator, VirtualLab  # noqa: E402
 
 __all__ += ["VirtualLab", "LabSampleView", "SimulatedOperator", "LOCATIONS"]
+
+# protocol and model parts, public for tests and for building other simulators
+from ._cryo_thermal import CryoStageThermalModel  # noqa: E402
+from ._line_server import LineServer  # noqa: E402
+from ._modbus_rtu import (  # noqa: E402
+    ModbusSlaveError,
+    RtuSlave,
+    check_crc,
+    crc16,
+    request_length,
+    with_crc,
+)
+from ._serial_loop import register_loop, unregister_loop  # noqa: E402
+from ._surfacelab import resample_bilinear  # noqa: E402
+
+__all__ += [
+    "CryoStageThermalModel", "LineServer", "ModbusSlaveError", "RtuSlave", "check_crc", "crc16",
+    "request_length", "with_crc", "register_loop", "unregister_loop", "resample_bilinear",
+]

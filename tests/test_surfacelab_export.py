@@ -14,7 +14,6 @@ import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
 from ophyd.status import wait as status_wait
-from test_surfacelab_sim import ErfcSample
 
 from lltolab.comm import InstrumentError, InstrumentTimeout
 from lltolab.devices import SurfaceLabExport
@@ -30,6 +29,7 @@ from lltolab.formats import (
     write_sidecar,
 )
 from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
+from lltolab.testing import ErfcSample
 
 pytestmark = pytest.mark.timeout(60)
 
