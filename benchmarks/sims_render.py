@@ -1,4 +1,4 @@
-"""Speed of one simulated SIMS image (issue 4). Not a test.
+"""Speed of one simulated SIMS image. Not a test.
 
 Times, for one 512 x 206 image pair (6Li, 7Li; 2048 pulses per pixel):
   render  resample the sample's field to the raster + binomial counting,

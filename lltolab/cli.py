@@ -12,7 +12,7 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The card's workflow on the virtual lab, stored, analysed, compared with the truth."""
+    """The standard workflow on the virtual lab, stored, analysed, compared with the truth."""
     import time  # noqa: PLC0415
 
     t0 = time.perf_counter()

@@ -73,7 +73,7 @@ class Session:
         return plans
 
     def workflow_devices(self) -> dict[str, Any]:
-        """The devices the card's workflow and the campaign take, by parameter name."""
+        """The devices the workflow plans and the campaign take, by parameter name."""
         return {n: self.devices[n] for n in WORKFLOW_DEVICES}
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The card's whole sequence, and the Arrhenius campaign built from it."""
+"""The whole exchange → image → anneal → re-image sequence, and the Arrhenius campaign."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def exchange_quench_image_anneal_reimage(
     quench_K: float = QUENCH_K, acquisition_s: float = ACQUISITION_S, record: Any = None,
     md: dict[str, Any] | None = None,
 ) -> PlanGen:
-    """The card: exchange → quench → image → (anneal → quench → re-image) × ``cycles``.
+    """Exchange → quench → image → (anneal → quench → re-image) × ``cycles`` (docs/science.md §1).
 
     Every step is its own run (exchange, transfers, quench/warm-up, image, line profile,
     anneal), all sharing ``md`` (e.g. the sample id); image runs carry the thermal history.
@@ -118,7 +118,7 @@ def anneal_duration_for_length(
     """Anneal time (s) for which the predicted √(D_eff t) equals ``target_length_m``.
 
     D_eff from the series model (eq. 6) with the effective grain size (≈ 1.4 × the EBSD mean
-    diameter, science.md §5).
+    diameter, docs/science.md §5).
     """
     if not (math.isfinite(target_length_m) and target_length_m > 0):
         raise ValueError(f"target_length_m must be > 0 m, got {target_length_m!r}")

@@ -1,6 +1,6 @@
 """Consistency report: recompute every derivable reported value and flag disagreements.
 
-Given reported values (by default the paper's, science.md §3, under the keys of
+Given reported values (by default the paper's, docs/science.md §3, under the keys of
 :data:`PAPER_VALUES`), every relation the software knows (eq. 3, eq. 5/6 and its bound,
 Arrhenius, Nernst–Einstein, Haven ratio) recomputes what it can and compares with what was
 reported. Disagreements beyond the tolerance are flagged, not hidden; missing keys skip the
@@ -51,7 +51,7 @@ PAPER_VALUES: dict[str, float] = {
     "n_li_per_cm3": 5.0e-21,  # as printed (wrong exponent sign)
     "exchange_temperature_K": 295.15,
 }
-"""The paper's reported values (science.md §3), as printed."""
+"""The paper's reported values (docs/science.md §3), as printed."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def consistency_report(
         checks.append(_equal(
             "storage D*_eff vs eq. 6 (imaging D*_gb/δ, EBSD l)", v["deff_storage_cm2_s"], rec,
             rtol, "eq. 6", "eq. 6 with the EBSD mean l underestimates the polycrystal's own "
-            "D*_eff: its effective l is ~1.4x the mean diameter (science.md §5)"))
+            "D*_eff: its effective l is ~1.4x the mean diameter (docs/science.md §5)"))
     add(lambda: _equal("erfc D*_eff vs storage D*_eff", v["deff_erfc_cm2_s"],
                        v["deff_storage_cm2_s"], rtol, "storage (time-evolution) value",
                        "erfc fit overestimates (meniscus raises the exchanged edge); fit x0"),

@@ -1,5 +1,5 @@
-"""Relations between the transport coefficients (science.md §2): eq. 3, eq. 5/6, Nernst–Einstein,
-Haven ratio. Units: cm, s, K; D in cm²/s, D*_gb/δ in cm/s, σ in S/cm, n in cm⁻³.
+"""Relations between the transport coefficients (docs/science.md §2): eq. 3, eq. 5/6,
+Nernst–Einstein, Haven ratio. Units: cm, s, K; D in cm²/s, D*_gb/δ in cm/s, σ in S/cm, n in cm⁻³.
 """
 
 from __future__ import annotations
