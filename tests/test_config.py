@@ -76,3 +76,21 @@ def test_bad_toml_is_a_clear_error(tmp_path) -> None:
     path.write_text("[cryostage\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(path)
+
+
+def test_a_config_file_never_silently_runs_the_simulator(tmp_path) -> None:
+    from lltolab.catalog import close_catalogs  # noqa: PLC0415
+    from lltolab.session import start  # noqa: PLC0415
+
+    path = tmp_path / "lab.toml"
+    path.write_text('[sample]\nid = "LLTO-1"\n[suspenders]\nstage_imaging_max_K = 170.0\n')
+    with pytest.raises(ValueError, match=r"lacks the \[cryostage\] section"):
+        start(path, catalog=tmp_path / "cat")  # sim not given: real instruments
+    assert not (tmp_path / "cat").exists()  # refused before anything was built
+    # asked for explicitly, the simulator takes the file's sample and suspender settings
+    try:
+        with start(path, sim=True, catalog=tmp_path / "cat", callbacks=False) as s:
+            assert s.lab is not None and s.RE.md["simulated"] is True
+            assert s.RE.md["sample_id"] == "LLTO-1"
+    finally:
+        close_catalogs()
