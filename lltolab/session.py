@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from lltolab.config import SessionConfig, example_config, load_config
-from lltolab.vocabulary import IMAGING_PLANS, WORKFLOW_DEVICES, DeviceName
+from lltolab.vocabulary import (  # noqa: F401 - STAGE_IMAGING_MAX_K: kept importable here
+    IMAGING_PLANS,
+    STAGE_IMAGING_MAX_K,
+    WORKFLOW_DEVICES,
+    DeviceName,
+)
 
 __all__ = ["Session", "start", "example_config", "require_sample_id"]
 
