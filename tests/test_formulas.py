@@ -74,3 +74,12 @@ def test_quench_guard_uses_the_diffusion_length() -> None:
     d_gb = float(BoundaryConductance.paper_default()(t_k)) * BOUNDARY_WIDTH_M
     assert guard["bulk_um"] == pytest.approx(formulas.diffusion_length(d_b, acq) * 1e6)
     assert guard["boundary_um"] == pytest.approx(formulas.diffusion_length(d_gb, acq) * 1e6)
+
+
+def test_stored_reduction_passes_empty_arrays_through() -> None:
+    c, sat = formats.isotope_fraction_map(np.zeros((0,), int), np.zeros((0,), int), 10)
+    assert c.shape == sat.shape == (0,)
+    corr, sat = formats.dead_time_correct(np.zeros((2, 0), int), 10)
+    assert corr.shape == sat.shape == (2, 0)
+    with pytest.raises(ValueError, match="integer"):
+        formats.dead_time_correct(np.array([1]), 10.5)
