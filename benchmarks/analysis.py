@@ -1,4 +1,4 @@
-"""Speed of the analysis (issue 6). Not a test.
+"""Speed of the analysis. Not a test.
 
 A1  fit_time_evolution on 3 profiles of 600 points (sealed storage of the twin: 59 h exchange,
     then profiles at +14 d and +42 d over the whole 10 mm strip); target <= 2 s.

@@ -1,4 +1,4 @@
-"""Speed of one simulated SIMS image (issue 4). Not a test.
+"""Speed of one simulated SIMS image. Not a test.
 
 Times, for one 512 x 206 image pair (6Li, 7Li; 2048 pulses per pixel):
   render  resample the sample's field to the raster + binomial counting,
@@ -28,6 +28,7 @@ import numpy as np
 from lltolab.diffusion import VirtualSample
 from lltolab.formats import isotope_fraction_map, read_export, write_sims_asset
 from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
+from lltolab.vocabulary import ROOM_K
 
 
 class FrozenSample:
@@ -54,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     sample = VirtualSample.paper_default(seed=0)
-    sample.set_environment(0.0, temperature_K=295.15, immersed=True)
+    sample.set_environment(0.0, temperature_K=ROOM_K, immersed=True)
     frozen = FrozenSample(sample, 59 * 3600.0)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -64,7 +64,7 @@ def p1_run(net, coeff, bath, c0, *, n_steps=None, control=None):
 def p1_fipy(micro, net, coeff, bath, c0, n_steps: int):
     """Same grid, same face conductances, in FiPy: implicit Euler (its standard scheme), the
     bath held by a large implicit source, LU solver with a tight tolerance (FiPy's defaults
-    silently return errors up to 0.27 in C on this problem, science.md §5)."""
+    silently return errors up to 0.27 in C on this problem, docs/science.md §5)."""
     import fipy  # noqa: PLC0415 - optional bench dependency
 
     ny, nx = micro.shape

@@ -1,4 +1,11 @@
-"""lltolab.devices (being built; see the open issues)."""
+"""lltolab.devices: ophyd devices for the instruments and the operator steps of the workflow.
+
+``CryoStage`` (Lake Shore 335/336 over VISA), ``Furnace`` (Eurotherm 2000/3200 over Modbus RTU),
+``SurfaceLabExport`` (the TOF-SIMS export folder), ``ExchangeCell`` and ``SampleHandler``
+(steps a person performs and confirms), ``LabClock`` (waits of lab time) and ``SampleRecord``
+(the sample's identity and thermal history). The same classes drive the simulated instruments
+of :mod:`lltolab.sim_devices`.
+"""
 
 from ._cryostage import CryoStage, LakeShoreLink
 from ._exchange_cell import ExchangeCell
@@ -24,18 +31,37 @@ from ._sample_handler import SAMPLE_LOCATIONS, SampleHandler
 from ._sample_record import SEGMENT_KEYS, SampleRecord
 from ._surfacelab_export import SurfaceLabExport
 
-__all__: list[str] = ["CryoStage", "LakeShoreLink"]
-__all__ += ["SurfaceLabExport"]
-__all__ += [
-    "ExportWatcher", "ReadyExport", "ExportReducer", "Reduction", "LineProfile",
+__all__ = [
+    "CryoStage",
+    "LakeShoreLink",
+    "Furnace",
+    "FURNACE_STATUS_BITS",
+    "SurfaceLabExport",
+    "ExchangeCell",
+    "SampleHandler",
+    "SAMPLE_LOCATIONS",
+    "SampleRecord",
+    "SEGMENT_KEYS",
+    "LabClock",
+    "WallClock",
+    "TimeSource",
+    "MAX_WAIT_S",
+    "OperatorRequest",
+    "Confirmation",
+    "PromptConfirmation",
+    "FileConfirmation",
+    "CallbackConfirmation",
+    "OperatorTimeout",
+    "OperatorRefused",
+    "OperatorCancelled",
+    "ExportWatcher",
+    "ReadyExport",
+    "ExportReducer",
+    "Reduction",
+    "LineProfile",
     "ExportAssetWriter",
+    "furnace_faults",
+    "check_request_id",
+    "default_confirmation",
+    "default_operator_folder",
 ]
-__all__ += ["Furnace"]
-__all__ += [
-    "LabClock", "WallClock", "TimeSource", "MAX_WAIT_S", "SampleHandler", "SAMPLE_LOCATIONS",
-    "ExchangeCell", "OperatorRequest", "Confirmation", "PromptConfirmation", "FileConfirmation",
-    "CallbackConfirmation", "OperatorTimeout", "OperatorRefused", "OperatorCancelled",
-]
-__all__ += ["SampleRecord", "SEGMENT_KEYS"]
-__all__ += ["FURNACE_STATUS_BITS", "furnace_faults"]
-__all__ += ["check_request_id", "default_confirmation", "default_operator_folder"]

@@ -7,18 +7,17 @@ from typing import Any
 from ophyd import Component as Cpt
 from ophyd import Device, DeviceStatus, Signal
 
+from lltolab.vocabulary import SAMPLE_LOCATIONS, Location
+
 from ._operator import Confirmation, OperatorRequest, default_confirmation, start_operator_step
 
 __all__ = ["SampleHandler", "SAMPLE_LOCATIONS"]
 
-SAMPLE_LOCATIONS = ("storage", "bath", "sims_stage", "furnace")
-"""Bench / Ar storage, the exchange bath, the SIMS cryo stage, the annealing furnace."""
-
 _MESSAGES = {
-    "storage": "Put the sample into Ar storage on the bench",
-    "bath": "Mount the sample above the exchange bath",
-    "sims_stage": "Transfer the sample onto the SIMS cryo stage (load lock)",
-    "furnace": "Put the sample into the annealing furnace",
+    Location.STORAGE: "Put the sample into Ar storage on the bench",
+    Location.BATH: "Mount the sample above the exchange bath",
+    Location.SIMS_STAGE: "Transfer the sample onto the SIMS cryo stage (load lock)",
+    Location.FURNACE: "Put the sample into the annealing furnace",
 }
 
 
@@ -34,12 +33,12 @@ class SampleHandler(Device):
         Longest wait for the confirmation (s).
     """
 
-    location = Cpt(Signal, value="storage", kind="hinted")
+    location = Cpt(Signal, value=Location.STORAGE, kind="hinted")
     timeout_s = Cpt(Signal, value=3600.0, kind="config")
 
     def __init__(self, prefix: str = "", *, name: str,
                  confirmation: Confirmation | None = None, timeout_s: float = 3600.0,
-                 initial_location: str = "storage", **kwargs: Any) -> None:
+                 initial_location: str = Location.STORAGE, **kwargs: Any) -> None:
         super().__init__(prefix, name=name, **kwargs)
         self.confirmation = (confirmation if confirmation is not None
                              else default_confirmation())

@@ -20,11 +20,9 @@ from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import Status
 
-__all__ = ["SampleRecord", "SEGMENT_KEYS"]
+from lltolab.vocabulary import SEGMENT_KEYS
 
-SEGMENT_KEYS = ("start_s", "end_s", "temperature_K", "location", "immersed", "source")
-"""Keys of one history segment: lab times (s), temperature (K, or [start, end] for a ramp),
-location, bath immersion, and the plan that recorded it."""
+__all__ = ["SampleRecord", "SEGMENT_KEYS"]
 
 
 def _check_segment(seg: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The card's workflow on the virtual lab, stored, analysed, compared with the truth."""
+    """The standard workflow on the virtual lab, stored, analysed, compared with the truth."""
     import time  # noqa: PLC0415
 
     t0 = time.perf_counter()
@@ -25,6 +25,7 @@ def _demo(args: argparse.Namespace) -> int:
     from lltolab.catalog import default_catalog_path  # noqa: PLC0415
     from lltolab.run_analysis import analyze_runs  # noqa: PLC0415
     from lltolab.session import start  # noqa: PLC0415
+    from lltolab.vocabulary import IMAGING_PLANS, ROOM_K  # noqa: PLC0415
 
     folder = Path(args.catalog or default_catalog_path().parent / "demo").expanduser()
     sample_id = f"LLTO-demo-seed{args.seed}"
@@ -42,11 +43,11 @@ def _demo(args: argparse.Namespace) -> int:
         micrograph = lab.sims.write_micrograph()
         cat = session.catalog
         kinds = {u: cat[u].metadata["start"]["plan_name"] for u in uids}
-        wanted = [u for u in uids if kinds[u] in ("sims_image", "sims_line_profile")]
+        wanted = [u for u in uids if kinds[u] in IMAGING_PLANS]
         results = analyze_runs(cat, wanted, figures_dir=folder / "figures",
                                micrograph=micrograph)
         sample = lab.sample
-        t22, t200 = 295.15, anneal_K
+        t22, t200 = ROOM_K, anneal_K
         spread = float(np.median(sample.micro.spread))
         truth = {
             "d_eff_cm2_s_22C": sample.truth(t22)["d_eff_m2_s"] * 1e4,

@@ -18,10 +18,10 @@ import numpy as np
 
 from lltolab.analysis import analyze_campaign, analyze_image, analyze_profiles
 from lltolab.diffusion import BulkDiffusivity
+from lltolab.vocabulary import ROOM_K, WARM_SOURCES, DataKey, DeviceName, PlanName, SegmentSource
 
 __all__ = ["analyze_runs", "load_image", "load_profile", "represented_temperature_K"]
 
-WARM_SOURCES = ("isotope_exchange", "anneal", "store")
 SAMPLE_EXTENT_CM = (-0.1, 0.9)
 """x extent of the sample strip (cm): 1 mm immersed, 9 mm above the liquid level."""
 
@@ -36,7 +36,7 @@ def represented_temperature_K(history: Sequence[dict[str, Any]]) -> float:
     for seg in reversed(history):
         if seg.get("source") in WARM_SOURCES:
             return float(seg["temperature_K"])
-    return 295.15
+    return ROOM_K
 
 
 def _warm_time_s(history: Sequence[dict[str, Any]], source: str) -> float:
@@ -46,20 +46,21 @@ def _warm_time_s(history: Sequence[dict[str, Any]], source: str) -> float:
 def load_image(run: Any) -> dict[str, Any]:
     """Counts, pulses and pixel pitch of a ``sims_image`` run."""
     ds = run["primary"].read()
-    i6 = np.asarray(ds["sims_li6_counts"])[-1].reshape(ds["sims_li6_counts"].shape[-2:])
-    i7 = np.asarray(ds["sims_li7_counts"])[-1].reshape(ds["sims_li7_counts"].shape[-2:])
-    fov = (float(_config(run, "sims", "sims_field_of_view_x_um", 500.0)),
-           float(_config(run, "sims", "sims_field_of_view_y_um", 200.0)))
+    i6 = np.asarray(ds[DataKey.LI6_COUNTS])[-1].reshape(ds[DataKey.LI6_COUNTS].shape[-2:])
+    i7 = np.asarray(ds[DataKey.LI7_COUNTS])[-1].reshape(ds[DataKey.LI7_COUNTS].shape[-2:])
+    fov = (float(_config(run, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_X_UM, 500.0)),
+           float(_config(run, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_Y_UM, 200.0)))
     ny, nx = i6.shape
-    return {"i6": i6, "i7": i7, "n_pulses": int(_config(run, "sims", "sims_pulses_per_pixel")),
+    return {"i6": i6, "i7": i7, "n_pulses": int(_config(run, DeviceName.SIMS,
+                                                                DataKey.PULSES_PER_PIXEL)),
             "pixel_um": (fov[0] / nx, fov[1] / ny)}
 
 
 def load_profile(run: Any) -> tuple[np.ndarray, np.ndarray]:
     """(x_cm, C) of a ``sims_line_profile`` run."""
     ds = run["primary"].read()
-    x_mm = np.asarray(ds["sims_profile_x_mm"])[-1].ravel()
-    c = np.asarray(ds["sims_profile_c"])[-1].ravel()
+    x_mm = np.asarray(ds[DataKey.PROFILE_X_MM])[-1].ravel()
+    c = np.asarray(ds[DataKey.PROFILE_C])[-1].ravel()
     return x_mm * 0.1, c
 
 
@@ -94,7 +95,7 @@ def analyze_runs(
         name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
         history = start.get("thermal_history", [])
         plan = start.get("plan_name")
-        if plan == "sims_image":
+        if plan == PlanName.SIMS_IMAGE:
             img = load_image(run)
             temp = represented_temperature_K(history)
             res = analyze_image(i6=img["i6"], i7=img["i7"], n_pulses=img["n_pulses"],
@@ -105,17 +106,17 @@ def analyze_runs(
                                 figures_dir=figures_dir)
             res["uid"] = start["uid"]
             results.append(res)
-        elif plan == "sims_line_profile":
+        elif plan == PlanName.SIMS_LINE_PROFILE:
             x_cm, c = load_profile(run)
             profiles.append((run, start, x_cm, c))
         else:
-            raise ValueError(f"run {ref!r} is a {plan!r} run; analyze takes sims_image and "
-                             "sims_line_profile runs")
+            raise ValueError(f"run {ref!r} is a {plan!r} run; analyze takes "
+                             f"{PlanName.SIMS_IMAGE} and {PlanName.SIMS_LINE_PROFILE} runs")
     for i, (_, start, x_cm, c) in enumerate(profiles):
         history = start.get("thermal_history", [])
-        exchange_s = _warm_time_s(history, "isotope_exchange")
+        exchange_s = _warm_time_s(history, SegmentSource.ISOTOPE_EXCHANGE)
         name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
-        if i == 0 and exchange_s > 0 and _warm_time_s(history, "anneal") == 0:
+        if i == 0 and exchange_s > 0 and _warm_time_s(history, SegmentSource.ANNEAL) == 0:
             res = analyze_profiles(x_cm, [c], run=name, exchange_s=exchange_s,
                                    fit_x0=fit_x0, figures_dir=figures_dir)
             res.update(uid=start["uid"], temperature_K=represented_temperature_K(history))
@@ -123,8 +124,10 @@ def analyze_runs(
         if i > 0:
             prev_start, x0, c_prev = profiles[i - 1][1], profiles[i - 1][2], profiles[i - 1][3]
             before = prev_start.get("thermal_history", [])
-            anneal_s = _warm_time_s(history, "anneal") - _warm_time_s(before, "anneal")
-            store_s = _warm_time_s(history, "store") - _warm_time_s(before, "store")
+            anneal_s = (_warm_time_s(history, SegmentSource.ANNEAL)
+                        - _warm_time_s(before, SegmentSource.ANNEAL))
+            store_s = (_warm_time_s(history, SegmentSource.STORE)
+                       - _warm_time_s(before, SegmentSource.STORE))
             dt = anneal_s if anneal_s > 0 else store_s
             if dt <= 0:
                 continue

@@ -7,8 +7,9 @@ CLI and the tests::
     s.RE(s.plans.exchange_quench_image_anneal_reimage(**s.workflow_devices(), record=s.record))
 
 ``start(config)`` builds real devices from a TOML file of resource strings, ports, limits and
-the export folder (see :func:`example_config`); ``start(sim=True)`` builds the same device
-classes against the virtual lab's simulated instruments on 127.0.0.1.
+the export folder (see :func:`example_config` and :mod:`lltolab.config`); ``start()`` (or
+``start(sim=True)``) builds the same device classes against the virtual lab's simulated
+instruments on 127.0.0.1. A configuration file never silently runs the simulator.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Session", "start", "example_config", "require_sample_id"]
+from lltolab.config import SessionConfig, example_config, load_config
+from lltolab.vocabulary import (  # noqa: F401 - STAGE_IMAGING_MAX_K: kept importable here
+    IMAGING_PLANS,
+    STAGE_IMAGING_MAX_K,
+    WORKFLOW_DEVICES,
+    DeviceName,
+)
 
-STAGE_IMAGING_MAX_K = 173.15
-"""Imaging suspends while the stage is warmer than this (K), e.g. when LN₂ runs out."""
-IMAGING_PLANS = ("sims_image", "sims_line_profile")
+__all__ = ["Session", "start", "example_config", "require_sample_id"]
 
 
 def require_sample_id(md: Mapping[str, Any]) -> None:
@@ -75,9 +80,8 @@ class Session:
         return plans
 
     def workflow_devices(self) -> dict[str, Any]:
-        """The devices the card's workflow and the campaign take, by parameter name."""
-        names = ("cell", "handler", "clock", "stage", "furnace", "sims")
-        return {n: self.devices[n] for n in names}
+        """The devices the workflow plans and the campaign take, by parameter name."""
+        return {n: self.devices[n] for n in WORKFLOW_DEVICES}
 
     def close(self) -> None:
         """Stop background threads, close links and the simulated lab."""
@@ -123,54 +127,14 @@ class _LazyCatalog:
         return getattr(self.client(), name)
 
 
-def example_config() -> str:
-    """A commented TOML configuration for the real instruments."""
-    return '''\
-# lltolab session configuration (real instruments)
-[sample]
-id = "LLTO-2026-01"
-
-[catalog]
-path = "~/lltolab/catalog"      # or: uri = "http://tiled.lab:8000/api"; api_key = "..."
-
-[cryostage]
-resource = "TCPIP::192.168.1.20::7777::SOCKET"
-limits_K = [77.0, 400.0]
-tolerance_K = 0.5
-settle_time_s = 60.0
-timeout_s = 3600.0
-heater_range = 3
-
-[furnace]
-port = "/dev/ttyUSB0"
-slave_address = 1
-limits_K = [273.15, 773.15]
-tolerance_K = 1.0
-settle_time_s = 120.0
-timeout_s = 7200.0
-
-[sims]
-export_folder = "D:/SurfaceLab/exports"
-timeout_s = 28800.0
-
-[operator]
-confirmation = "auto"   # prompt in an interactive shell, else answer files in folder
-# folder = "~/lltolab/operator"  # default <catalog>/session/operator; "prompt" or "file" force
-
-[suspenders]
-stage_imaging_max_K = 173.15
-'''
-
-
 def _load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The configuration's sections as plain, mutable tables (checked by :func:`load_config`)."""
     if config is None:
         return {}
+    load_config(config)  # every section, key and value checked (clear ValueError)
     if isinstance(config, Mapping):
-        return dict(config)
-    path = Path(config).expanduser()
-    if not path.is_file():
-        raise ValueError(f"configuration file {str(path)!r} does not exist")
-    with path.open("rb") as f:
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
+    with Path(config).expanduser().open("rb") as f:
         return tomllib.load(f)
 
 
@@ -198,7 +162,7 @@ def _release_md(md: Any) -> None:
 def start(
     config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     *,
-    sim: bool = True,
+    sim: bool | None = None,
     catalog: str | os.PathLike[str] | None = None,
     sample_id: str | None = None,
     seed: int = 0,
@@ -215,11 +179,14 @@ def start(
 
     Parameters
     ----------
-    config : path, mapping or None
-        TOML configuration of the real instruments (:func:`example_config`); with
-        ``sim=True`` only its ``[sample]``, ``[catalog]`` and ``[suspenders]`` are used.
-    sim : bool
-        Simulated lab (default) or real instruments.
+    config : path, mapping, SessionConfig or None
+        TOML configuration of the real instruments (:func:`example_config`,
+        :class:`lltolab.config.SessionConfig`).
+    sim : bool or None
+        Simulated lab or real instruments. ``None`` (default): simulated exactly when no
+        ``config`` is given. An explicit ``sim=True`` with a ``config`` simulates the
+        instruments and takes only the config's ``[sample]``, ``[catalog]`` and
+        ``[suspenders]`` (its instrument sections are still checked for valid keys).
     catalog : path or URI, optional
         Catalog folder or tiled server address (default: config, else the user data dir).
     sample_id : str, optional
@@ -252,7 +219,11 @@ def start(
     from lltolab.catalog import catalog_writer, default_catalog_path, open_catalog  # noqa: PLC0415
     from lltolab.devices import SampleRecord  # noqa: PLC0415
 
-    cfg = _load_config(config)
+    cfg = load_config(config)
+    if sim is None:
+        sim = config is None
+    if not sim:
+        cfg.require_instruments()
     if not (math.isfinite(time_scale) and time_scale > 0):
         raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
     cat_cfg = cfg.get("catalog", {})
@@ -273,11 +244,11 @@ def start(
         if hasattr(dev, "close"):
             closers.append(dev.close)
 
-    record = SampleRecord(name="record", path=state_dir / "sample.json")
-    sid = sample_id or cfg.get("sample", {}).get("id")
+    record = SampleRecord(name=DeviceName.RECORD, path=state_dir / "sample.json")
+    sid = sample_id or cfg.sample.id
     if sid and sid != record.sample_id.get():
         record.reset(sid)
-    devices["record"] = record
+    devices[DeviceName.RECORD] = record
 
     md = _persistent_md(state_dir / "md")
     closers.append(lambda: _release_md(md))
@@ -310,7 +281,7 @@ def start(
     session = Session(RE=RE, catalog=client, catalog_path=str(target), devices=devices,
                       lab=lab, record=record, bec=bec, _closers=closers)
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
-    max_k = float(cfg.get("suspenders", {}).get("stage_imaging_max_K", STAGE_IMAGING_MAX_K))
+    max_k = cfg.suspenders.stage_imaging_max_K
     _install_stage_suspender(session, max_k, poll_s=0.1 if sim else 2.0)
     return session
 
@@ -361,7 +332,7 @@ def _sim_devices(seed: int, time_scale: float, lab: Any,
     return devices, lab
 
 
-def _real_devices(cfg: Mapping[str, Any], operator_folder: Path | None = None) -> dict[str, Any]:
+def _real_devices(cfg: SessionConfig, operator_folder: Path | None = None) -> dict[str, Any]:
     from lltolab.devices import (  # noqa: PLC0415
         CryoStage,
         ExchangeCell,
@@ -374,46 +345,31 @@ def _real_devices(cfg: Mapping[str, Any], operator_folder: Path | None = None) -
         default_confirmation,
     )
 
-    for section, key in (("cryostage", "resource"), ("furnace", "port"),
-                         ("sims", "export_folder")):
-        if section not in cfg:
-            raise ValueError(f"configuration lacks the [{section}] section (see example_config())")
-        if not isinstance(cfg[section], Mapping) or not cfg[section].get(key):
-            raise ValueError(f"configuration section [{section}] needs {key} = '...' "
-                             "(see example_config())")
-    cs, fu, si = cfg["cryostage"], cfg["furnace"], cfg["sims"]
-    op = cfg.get("operator", {})
-    kind = op.get("confirmation", "auto")
-    if kind == "auto":  # prompt in an interactive shell, else answer files (queue server)
-        folder = op.get("folder") or operator_folder
-        confirmation: Any = default_confirmation(Path(folder).expanduser() if folder else None)
-    elif kind == "prompt":
+    cfg.require_instruments()
+    cs, fu, si, op = cfg.cryostage, cfg.furnace, cfg.sims, cfg.operator
+    confirmation: Any
+    if op.confirmation == "auto":  # prompt in an interactive shell, else answer files
+        folder = op.folder or operator_folder
+        confirmation = default_confirmation(Path(folder).expanduser() if folder else None)
+    elif op.confirmation == "prompt":
         confirmation = PromptConfirmation()
-    elif kind == "file":
-        if "folder" not in op:
-            raise ValueError("[operator] confirmation = 'file' needs folder = '...'")
-        confirmation = FileConfirmation(op["folder"])
     else:
-        raise ValueError(
-            f"[operator] confirmation must be 'auto', 'prompt' or 'file', got {kind!r}")
+        confirmation = FileConfirmation(op.folder)
     return {
-        "stage": CryoStage(cs["resource"], name="stage",
-                           limits=tuple(cs.get("limits_K", (77.0, 500.0))),
-                           tolerance=float(cs.get("tolerance_K", 0.5)),
-                           settle_time=float(cs.get("settle_time_s", 60.0)),
-                           timeout=float(cs.get("timeout_s", 3600.0)),
-                           heater_range=cs.get("heater_range")),
-        "furnace": Furnace(fu["port"], name="furnace",
-                           slave_address=int(fu.get("slave_address", 1)),
-                           limits=tuple(fu.get("limits_K", (273.15, 1473.15))),
-                           tolerance=float(fu.get("tolerance_K", 1.0)),
-                           settle_time=float(fu.get("settle_time_s", 120.0)),
-                           timeout=float(fu.get("timeout_s", 7200.0))),
-        "sims": SurfaceLabExport(si["export_folder"], name="sims",
-                                 timeout_s=float(si.get("timeout_s", 8 * 3600.0))),
-        "clock": LabClock(name="clock"),
-        "handler": SampleHandler(name="handler", confirmation=confirmation),
-        "cell": ExchangeCell(name="cell", confirmation=confirmation),
+        DeviceName.STAGE: CryoStage(cs.resource, name=DeviceName.STAGE, limits=cs.limits_K,
+                                    tolerance=cs.tolerance_K, settle_time=cs.settle_time_s,
+                                    timeout=cs.timeout_s, heater_range=cs.heater_range),
+        DeviceName.FURNACE: Furnace(fu.port, name=DeviceName.FURNACE,
+                                    slave_address=fu.slave_address, baudrate=fu.baudrate,
+                                    limits=fu.limits_K, tolerance=fu.tolerance_K,
+                                    settle_time=fu.settle_time_s, timeout=fu.timeout_s),
+        DeviceName.SIMS: SurfaceLabExport(si.export_folder, name=DeviceName.SIMS,
+                                          timeout_s=si.timeout_s,
+                                          field_of_view_um=si.field_of_view_um,
+                                          n_pulses=si.n_pulses),
+        DeviceName.CLOCK: LabClock(name=DeviceName.CLOCK),
+        DeviceName.HANDLER: SampleHandler(name=DeviceName.HANDLER, confirmation=confirmation),
+        DeviceName.CELL: ExchangeCell(name=DeviceName.CELL, confirmation=confirmation),
     }
 
 
@@ -430,7 +386,7 @@ def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -
 
     alarm = Signal(name="stage_alarm", value=0)
     session.stage_alarm = alarm
-    stage = session.devices["stage"]
+    stage = session.devices[DeviceName.STAGE]
     armed = threading.Event()
     stop = threading.Event()
 

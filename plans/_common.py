@@ -8,13 +8,11 @@ from typing import Any
 import bluesky.plan_stubs as bps
 from bluesky.utils import Msg
 
+from lltolab.vocabulary import QUENCH_K, ROOM_K
+
 __all__ = ["plan_md", "lab_time", "record_segment", "ROOM_K", "QUENCH_K", "PlanGen"]
 
 PlanGen = Generator[Msg, Any, Any]
-ROOM_K = 295.15
-"""Room (bath, bench) temperature, K (22 °C)."""
-QUENCH_K = 163.15
-"""Cryo-SIMS stage temperature, K (−110 °C)."""
 
 
 def plan_md(

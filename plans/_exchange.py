@@ -7,6 +7,7 @@ import bluesky.preprocessors as bpp
 from bluesky.protocols import Movable, Readable
 
 from lltolab.devices import MAX_WAIT_S
+from lltolab.vocabulary import Location, PlanName, SegmentSource
 
 from ._common import ROOM_K, PlanGen, lab_time, plan_md, record_segment
 from ._validate import check_md, check_movable, check_number, check_record
@@ -45,7 +46,7 @@ def isotope_exchange(
     duration_s = check_number("duration_s", duration_s, unit="s", upper=MAX_WAIT_S)
     check_record(record)
     md = check_md(md)
-    _md = plan_md("isotope_exchange", {"cell": cell, "handler": handler, "clock": clock,
+    _md = plan_md(PlanName.ISOTOPE_EXCHANGE, {"cell": cell, "handler": handler, "clock": clock,
                                        "duration_s": duration_s}, md,
                   purpose="isotope exchange")
     bath_K = ROOM_K
@@ -54,15 +55,16 @@ def isotope_exchange(
     def inner() -> PlanGen:
         nonlocal bath_K
         bath_K = 273.15 + float((yield from bps.rd(cell.bath_temperature_c)))
-        yield from bps.mv(handler, "bath")
+        yield from bps.mv(handler, Location.BATH)
         yield from bps.mv(cell, "dip")
         t0 = yield from lab_time(clock)
         yield from bps.trigger_and_read([cell, handler, clock], name="operator")
         yield from bps.mv(clock, float(duration_s))
         yield from bps.mv(cell, "lift")
         t1 = yield from lab_time(clock)
-        yield from bps.mv(handler, "storage")
+        yield from bps.mv(handler, Location.STORAGE)
         yield from bps.trigger_and_read([cell, handler, clock], name="operator")
-        yield from record_segment(record, t0, t1, bath_K, "bath", True, "isotope_exchange")
+        yield from record_segment(record, t0, t1, bath_K, Location.BATH, True,
+                                  SegmentSource.ISOTOPE_EXCHANGE)
 
     return (yield from inner())

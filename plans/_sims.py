@@ -9,6 +9,8 @@ import bluesky.preprocessors as bpp
 from bluesky.protocols import Movable, Readable
 
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
+from lltolab.formulas import diffusion_length
+from lltolab.vocabulary import BOUNDARY_WIDTH_M, Location, PlanName
 
 from ._common import PlanGen, lab_time, plan_md, record_segment
 from ._validate import (
@@ -36,7 +38,7 @@ class QuenchInadequate(RuntimeError):
 def quench_guard(
     temperature_K: float, acquisition_s: float, pixel_um: float, *,
     bulk: BulkDiffusivity | None = None, boundary: BoundaryConductance | None = None,
-    delta_m: float = 0.5e-9,
+    delta_m: float = BOUNDARY_WIDTH_M,
 ) -> dict[str, float]:
     """Predicted diffusion lengths √(2 D t) (µm) during an acquisition, bulk and boundary.
 
@@ -51,8 +53,8 @@ def quench_guard(
     boundary = boundary or BoundaryConductance.paper_default()
     d_b = float(bulk(temperature_K))
     d_gb = float(boundary(temperature_K)) * delta_m
-    l_b = math.sqrt(2 * d_b * acquisition_s) * 1e6
-    l_gb = math.sqrt(2 * d_gb * acquisition_s) * 1e6
+    l_b = diffusion_length(d_b, acquisition_s) * 1e6
+    l_gb = diffusion_length(d_gb, acquisition_s) * 1e6
     limit = 0.5 * pixel_um
     return {"bulk_um": l_b, "boundary_um": l_gb, "limit_um": limit,
             "ok": float(max(l_b, l_gb) <= limit)}
@@ -98,8 +100,8 @@ def _acquire(
         yield from bps.trigger_and_read([sims, stage, clock])
         t1 = yield from lab_time(clock)
         end_K = float((yield from bps.rd(stage)))
-        yield from record_segment(record, t0, t1, 0.5 * (stage_K + end_K), "sims_stage", False,
-                                  plan_name)
+        yield from record_segment(record, t0, t1, 0.5 * (stage_K + end_K), Location.SIMS_STAGE,
+                                  False, plan_name)
 
     return (yield from inner())
 
@@ -152,7 +154,7 @@ def sims_image(
     acquisition_s, pixel_um, md = _check_acquisition_args(
         sims, stage, clock, acquisition_s, pixel_um, allow_unfrozen, record, md)
     return (yield from _acquire("image", sims, stage, clock, None, acquisition_s, pixel_um,
-                                allow_unfrozen, record, md, "sims_image"))
+                                allow_unfrozen, record, md, PlanName.SIMS_IMAGE))
 
 
 def sims_line_profile(
@@ -188,4 +190,5 @@ def sims_line_profile(
         sims, stage, clock, acquisition_s, pixel_um, allow_unfrozen, record, md)
     pos = check_positions("positions_mm", positions_mm)
     return (yield from _acquire("line_profile", sims, stage, clock, pos, acquisition_s,
-                                pixel_um, allow_unfrozen, record, md, "sims_line_profile"))
+                                pixel_um, allow_unfrozen, record, md,
+                                PlanName.SIMS_LINE_PROFILE))

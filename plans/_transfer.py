@@ -6,7 +6,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.protocols import Movable, Readable
 
-from lltolab.devices import SAMPLE_LOCATIONS
+from lltolab.vocabulary import SAMPLE_LOCATIONS, PlanName, SegmentSource
 
 from ._common import ROOM_K, PlanGen, lab_time, plan_md, record_segment
 from ._validate import check_md, check_movable, check_record
@@ -43,7 +43,7 @@ def transfer(
     md = check_md(md)
     if location not in SAMPLE_LOCATIONS:
         raise ValueError(f"location must be one of {SAMPLE_LOCATIONS}, got {location!r}")
-    _md = plan_md("transfer", {"handler": handler, "clock": clock, "location": location}, md,
+    _md = plan_md(PlanName.TRANSFER, {"handler": handler, "clock": clock, "location": location}, md,
                   purpose="sample transfer")
 
     @bpp.run_decorator(md=_md)
@@ -54,6 +54,6 @@ def transfer(
         t1 = yield from lab_time(clock)
         yield from bps.trigger_and_read([handler, clock], name="operator")
         yield from record_segment(record, t0, t1, ROOM_K, f"{origin}->{location}", False,
-                                  "transfer")
+                                  SegmentSource.TRANSFER)
 
     return (yield from inner())

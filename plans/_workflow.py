@@ -7,6 +7,8 @@ from bluesky.protocols import Movable, Readable
 
 from lltolab.devices import MAX_WAIT_S
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
+from lltolab.formulas import series_deff
+from lltolab.vocabulary import Location
 
 from ._common import QUENCH_K, ROOM_K, PlanGen
 from ._exchange import isotope_exchange
@@ -91,7 +93,7 @@ def image_cycle(
         stage, profile_positions_mm, quench_K, acquisition_s, record)
     md = check_md(md)
     uids = []
-    uids.append((yield from transfer(handler, clock, "sims_stage", record=record, md=md)))
+    uids.append((yield from transfer(handler, clock, Location.SIMS_STAGE, record=record, md=md)))
     uids.append((yield from quench(stage, clock, quench_K, record=record, md=md)))
     uids.append((yield from sims_image(sims, stage, clock, acquisition_s=acquisition_s,
                                        record=record, md=md)))
@@ -100,7 +102,7 @@ def image_cycle(
                                                   acquisition_s=acquisition_s,
                                                   record=record, md=md)))
     uids.append((yield from quench(stage, clock, ROOM_K, record=record, md=md)))
-    uids.append((yield from transfer(handler, clock, "storage", record=record, md=md)))
+    uids.append((yield from transfer(handler, clock, Location.STORAGE, record=record, md=md)))
     return uids
 
 
@@ -187,8 +189,8 @@ def anneal_duration_for_length(
 ) -> float:
     """Anneal time (s) for which the predicted √(D_eff t) equals ``target_length_m``.
 
-    D_eff from the series model of bulk and grain-boundary resistances with the effective
-    grain size (≈ 1.4 × the EBSD mean diameter).
+    D_eff from the series model of bulk and grain-boundary resistances (docs/science.md) with
+    the effective grain size (≈ 1.4 × the EBSD mean diameter).
 
     Parameters
     ----------
@@ -206,9 +208,8 @@ def anneal_duration_for_length(
     check_number("grain_size_m", grain_size_m, unit="m")
     bulk = bulk or BulkDiffusivity.paper_default()
     boundary = boundary or BoundaryConductance.paper_default()
-    d_b = float(bulk(temperature_K))
-    k = float(boundary(temperature_K))
-    d_eff = 1.0 / (1.0 / d_b + 1.0 / (grain_size_m * k))
+    d_eff = float(series_deff(float(bulk(temperature_K)), float(boundary(temperature_K)),
+                              grain_size_m))
     return target_length_m**2 / d_eff
 
 

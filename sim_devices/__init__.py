@@ -16,7 +16,24 @@ __all__ += ["SurfaceLabSimulator", "SimsSettings"]
 from ._lab import LOCATIONS, LabSampleView, SimulatedOperator, VirtualLab  # noqa: E402
 
 __all__ += ["VirtualLab", "LabSampleView", "SimulatedOperator", "LOCATIONS"]
-from ._line_server import REPLY_FAULTS  # noqa: E402
-from ._modbus_rtu import RTU_REPLY_FAULTS, crc16, with_crc  # noqa: E402
 
-__all__ += ["REPLY_FAULTS", "RTU_REPLY_FAULTS", "crc16", "with_crc"]
+# protocol and model parts, public for tests and for building other simulators
+from ._cryo_thermal import CryoStageThermalModel  # noqa: E402
+from ._line_server import REPLY_FAULTS, LineServer  # noqa: E402
+from ._modbus_rtu import (  # noqa: E402
+    RTU_REPLY_FAULTS,
+    ModbusSlaveError,
+    RtuSlave,
+    check_crc,
+    crc16,
+    request_length,
+    with_crc,
+)
+from ._serial_loop import register_loop, unregister_loop  # noqa: E402
+from ._surfacelab import resample_bilinear  # noqa: E402
+
+__all__ += [
+    "CryoStageThermalModel", "LineServer", "REPLY_FAULTS", "RTU_REPLY_FAULTS",
+    "ModbusSlaveError", "RtuSlave", "check_crc", "crc16",
+    "request_length", "with_crc", "register_loop", "unregister_loop", "resample_bilinear",
+]

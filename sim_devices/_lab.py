@@ -25,6 +25,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from lltolab.diffusion import VirtualSample
+from lltolab.vocabulary import ROOM_K, SAMPLE_LOCATIONS, Location
 
 from ._clock import VirtualClock
 from ._eurotherm import EurothermSimulator
@@ -33,9 +34,9 @@ from ._surfacelab import SimsSettings, SurfaceLabSimulator
 
 __all__ = ["VirtualLab", "LabSampleView", "SimulatedOperator", "LOCATIONS"]
 
-LOCATIONS = ("storage", "bath", "sims_stage", "furnace")
+LOCATIONS = SAMPLE_LOCATIONS
 """Where the sample can be: the bench/Ar storage, the exchange bath, the SIMS cryo stage,
-the annealing furnace."""
+the annealing furnace (:data:`lltolab.vocabulary.SAMPLE_LOCATIONS`)."""
 
 _BAND = math.log(3.0)
 
@@ -68,7 +69,7 @@ class VirtualLab:
         time_scale: float = 60.0,
         sample: VirtualSample | None = None,
         export_folder: str | Path | None = None,
-        room_K: float = 295.15,
+        room_K: float = ROOM_K,
         sims_settings: SimsSettings | None = None,
         sync_period_s: float = 0.05,
     ) -> None:
@@ -92,7 +93,7 @@ class VirtualLab:
         )
         self.operator = SimulatedOperator(self)
         self._lock = threading.RLock()
-        self._location = "storage"
+        self._location = Location.STORAGE
         now = self.clock.now()
         t_now = self._location_temperature()
         self._seg_start = now
@@ -157,7 +158,7 @@ class VirtualLab:
         with self._lock:
             now = self.clock.now()
             self._sync(now)
-            if (location == "bath") != (self._location == "bath"):
+            if (location == Location.BATH) != (self._location == Location.BATH):
                 self._commit(now)  # the bath state changes the boundary condition
             # otherwise only the temperature matters to the sample: the open segment goes on
             # (the D band closes it when the new place is much hotter or colder)
@@ -166,11 +167,11 @@ class VirtualLab:
 
     def dip(self) -> None:
         """Dip the sample's edge into the ⁶LiNO₃ bath."""
-        self.move_sample("bath")
+        self.move_sample(Location.BATH)
 
     def lift(self) -> None:
         """Lift the sample out of the bath onto the bench (sealed from then on)."""
-        self.move_sample("storage")
+        self.move_sample(Location.STORAGE)
 
     def temperature_K(self) -> float:
         """Temperature (K) the sample feels now."""
@@ -188,9 +189,9 @@ class VirtualLab:
 
     # ---------------------------------------------------------------- internals
     def _location_temperature(self) -> float:
-        if self._location == "sims_stage":
+        if self._location == Location.SIMS_STAGE:
             return float(self.stage.temperature_K)
-        if self._location == "furnace":
+        if self._location == Location.FURNACE:
             return float(self.furnace.temperature_K)
         return self.room_K
 
@@ -217,7 +218,7 @@ class VirtualLab:
         if span <= 0:
             return
         t_eq = self._equivalent_temperature(self._seg_integral / span)
-        immersed = self._location == "bath"
+        immersed = self._location == Location.BATH
         self.sample.set_environment(self._seg_start, temperature_K=t_eq, immersed=immersed)
         self._seg_start = t
         self._seg_integral = 0.0

@@ -74,7 +74,7 @@ def test_boundary_activation_energy_other_microstructures(seed: int) -> None:
 def test_sims_raster_route_with_micrograph(pulses: int) -> None:
     """The simulated SurfaceLab's raster (bilinear resampling, non-square pixels) and its
     micrograph mapping, as the image runs will deliver them."""
-    from lltolab.sim_devices._surfacelab import resample_bilinear
+    from lltolab.sim_devices import resample_bilinear
 
     sample = VirtualSample.paper_default(0)
     sample.set_environment(0.0, temperature_K=T22, immersed=True)

@@ -96,7 +96,7 @@ def test_consistency_report_flags_the_papers_known_misprints() -> None:
     rep = consistency_report()
     by = {c.name: c for c in rep.checks}
     flagged = {c.name for c in rep.flagged}
-    # science.md §3: series paragraph (2.8e-6 vs its 2.3e-9 result)
+    # docs/science.md §3: series paragraph (2.8e-6 vs its 2.3e-9 result)
     assert "series-model D*_eff (eq. 6) from its own inputs" in flagged
     assert "1.5e-06" in by["series-model D*_eff (eq. 6) from its own inputs"].note
     assert "D*_gb/δ of the series paragraph vs imaging" in flagged

@@ -16,20 +16,17 @@ from lltolab.comm import (
     InstrumentTimeout,
     ModbusRtuTransport,
 )
-from lltolab.sim_devices import EurothermSimulator, VirtualClock
-from lltolab.sim_devices._modbus_rtu import ModbusSlaveError, RtuSlave
-from lltolab.sim_devices._serial_loop import register_loop, unregister_loop
+from lltolab.sim_devices import (
+    EurothermSimulator,
+    ModbusSlaveError,
+    RtuSlave,
+    register_loop,
+    unregister_loop,
+)
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.simulator("eurotherm", time_scale=1.0)]
 
 TIMEOUT_S = 0.2
-
-
-@pytest.fixture
-def sim():
-    simulator = EurothermSimulator(VirtualClock(time_scale=1.0)).start()
-    yield simulator
-    simulator.close()
 
 
 @pytest.fixture(params=["loop_url", "url"])

@@ -19,17 +19,12 @@ from lltolab.comm import (
     parse_floats,
     parse_int,
 )
-from lltolab.sim_devices import LakeShoreSimulator
+from lltolab.testing import free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.simulator("lakeshore", time_scale=1.0, seed=1)]
 
 TIMEOUT_S = 0.3
-
-
-@pytest.fixture
-def sim():
-    with LakeShoreSimulator(time_scale=1.0, seed=1) as s:
-        yield s
 
 
 @pytest.fixture
@@ -37,14 +32,6 @@ def link(sim):
     t = VisaLineTransport(sim.resource, timeout_s=TIMEOUT_S)
     yield t
     t.close()
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class BytesServer:
@@ -189,7 +176,7 @@ def test_rejected_reconnect_is_disconnected(sim, link):
 
 
 def test_nothing_listening_is_disconnected():
-    t = VisaLineTransport(f"TCPIP::127.0.0.1::{_free_port()}::SOCKET", timeout_s=TIMEOUT_S)
+    t = VisaLineTransport(f"TCPIP::127.0.0.1::{free_port()}::SOCKET", timeout_s=TIMEOUT_S)
     with pytest.raises(InstrumentDisconnected, match="cannot"):
         t.query("*IDN?")
     with pytest.raises(InstrumentDisconnected):

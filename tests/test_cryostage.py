@@ -20,19 +20,13 @@ from lltolab.comm import (
     VisaLineTransport,
 )
 from lltolab.devices import CryoStage
-from lltolab.sim_devices import LakeShoreSimulator
-from lltolab.sim_devices._line_server import LineServer
+from lltolab.sim_devices import LineServer
 
-pytestmark = pytest.mark.timeout(60)
+# 200 lab seconds per wall second: the ~60 s lab cool-down time constant takes 0.3 s
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.simulator("lakeshore", time_scale=200.0, seed=2, noise_K=0.01)]
 
 IO_TIMEOUT_S = 0.5
-
-
-@pytest.fixture
-def sim():
-    # 200 lab seconds per wall second: the ~60 s lab cool-down time constant takes 0.3 s
-    with LakeShoreSimulator(time_scale=200.0, seed=2, noise_K=0.01) as s:
-        yield s
 
 
 @pytest.fixture

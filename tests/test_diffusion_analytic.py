@@ -1,4 +1,4 @@
-"""The diffusion twin against analytic solutions (science.md §5), each with a stated tolerance."""
+"""The diffusion twin against analytic solutions (docs/science.md §5), each with a tolerance."""
 
 from __future__ import annotations
 

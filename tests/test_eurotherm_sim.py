@@ -13,36 +13,21 @@ import minimalmodbus
 import pytest
 import serial
 
-from lltolab.sim_devices import EUROTHERM_STATUS_BITS, EurothermSimulator, VirtualClock
-from lltolab.sim_devices._modbus_rtu import check_crc, crc16, request_length, with_crc
+from lltolab.sim_devices import (
+    EUROTHERM_STATUS_BITS,
+    EurothermSimulator,
+    VirtualClock,
+    check_crc,
+    crc16,
+    request_length,
+    with_crc,
+)
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.simulator("eurotherm", manual_wall=True)]
 
 
 def frame(hex_text: str) -> bytes:
     return bytes.fromhex(hex_text)
-
-
-class ManualWall:
-    """A wall clock the test advances by hand (lab time = this, at time_scale 1)."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def wall() -> ManualWall:
-    return ManualWall()
-
-
-@pytest.fixture
-def sim(wall: ManualWall):
-    simulator = EurothermSimulator(VirtualClock(wall=wall)).start()
-    yield simulator
-    simulator.close()
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from lltolab.comm import (
 from lltolab.devices import Furnace
 from lltolab.sim_devices import EurothermSimulator, VirtualClock
 
-pytestmark = pytest.mark.timeout(60)
-
 C = 273.15
 SCALE = 1000.0  # lab seconds per wall second: a 60 s loop time constant takes 60 ms
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.simulator("eurotherm", time_scale=SCALE)]
 
 
 def make_sim(**kwargs) -> EurothermSimulator:
@@ -33,13 +33,6 @@ def make_furnace(url: str, **kwargs) -> Furnace:
     options = dict(tolerance=0.5, settle_time=0.2, timeout=10.0, poll_period=0.02, timeout_s=0.2)
     options.update(kwargs)
     return Furnace(url, name="furnace", **options)
-
-
-@pytest.fixture
-def sim():
-    simulator = make_sim()
-    yield simulator
-    simulator.close()
 
 
 @pytest.fixture

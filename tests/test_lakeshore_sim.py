@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from lltolab.sim_devices import LakeShoreSimulator, VirtualClock
+from lltolab.sim_devices import LakeShoreSimulator
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.simulator("lakeshore", time_scale=1.0, seed=3, noise_K=0.0)]
 
 NUMBER = re.compile(r"^[+-]\d+\.\d+$")
 
@@ -47,17 +48,6 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture
-def clock():
-    return VirtualClock(time_scale=1.0)
-
-
-@pytest.fixture
-def sim(clock):
-    with LakeShoreSimulator(clock=clock, seed=3, noise_K=0.0) as s:
-        yield s
 
 
 @pytest.fixture
@@ -312,7 +302,7 @@ def test_plain_pyvisa_against_simulator(sim):
 @pytest.mark.parametrize("heater_range, target, start", [(3, 200.0, 81.3), (3, 100.0, 295.0),
                                                          (2, 160.0, 81.3), (1, 300.0, 81.3)])
 def test_thermal_model_is_independent_of_how_time_is_sliced(heater_range, target, start):
-    from lltolab.sim_devices._cryo_thermal import CryoStageThermalModel
+    from lltolab.sim_devices import CryoStageThermalModel
 
     results = []
     for steps in (1, 7, 600):

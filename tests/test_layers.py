@@ -1,8 +1,10 @@
-"""The layer rules of docs/design (import-linter contracts in pyproject.toml) hold.
+"""The layer map (import-linter contracts in pyproject.toml) holds and covers every module.
 
-import-linter (grimp) discovers a package's modules by walking its directory, so the three
-top-level folders mapped into ``lltolab`` by package-dir would be invisible to it. The test
-builds a shadow tree of symlinks that mirrors the installed layout and lints that.
+import-linter builds its graph with grimp, which finds a package's modules by walking the
+package's one directory and accepts only top-level packages as roots. The three folders that
+package-dir maps into ``lltolab`` (``devices/``, ``plans/``, ``sim_devices/``) are outside
+``lltolab/`` and so invisible to it, and ``lltolab.devices`` cannot be given as a root of its
+own. The test therefore lints a shadow tree of symlinks that mirrors the installed layout.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +28,32 @@ def _shadow_tree(tmp_path: Path) -> Path:
     for name, folder in MAPPED.items():
         (pkg / name).symlink_to(REPO / folder)
     return tmp_path
+
+
+def _layer_modules() -> list[str]:
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layered = [c for c in conf["contracts"] if c["type"] == "layers"]
+    assert len(layered) == 1, "one layer map"
+    return [m.strip() for layer in layered[0]["layers"] for m in layer.split("|")]
+
+
+def _top_level_modules() -> set[str]:
+    found = {f"lltolab.{name}" for name in MAPPED}
+    for entry in (REPO / "lltolab").iterdir():
+        if entry.name.startswith(("_", ".")):
+            continue
+        if entry.is_dir() and (entry / "__init__.py").exists():
+            found.add(f"lltolab.{entry.name}")
+        elif entry.suffix == ".py":
+            found.add(f"lltolab.{entry.stem}")
+    return found
+
+
+def test_every_module_is_on_exactly_one_layer() -> None:
+    layered = _layer_modules()
+    assert len(layered) == len(set(layered)), f"a module on two layers: {layered}"
+    missing = _top_level_modules() - set(layered)
+    assert not missing, f"modules without a layer (add them to the layer map): {missing}"
 
 
 def test_import_contracts_hold(tmp_path: Path) -> None:

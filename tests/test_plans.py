@@ -116,7 +116,7 @@ def docs(session) -> Validator:
 
 @pytest.fixture(scope="module")
 def workflow(session, docs) -> list[str]:
-    """The card's workflow with short times: exchange, image cycle, anneal, image cycle."""
+    """The standard workflow with short times: exchange, image cycle, anneal, image cycle."""
     s = session
     t0 = time.perf_counter()
     uids = s.RE(exchange_quench_image_anneal_reimage(
@@ -495,7 +495,8 @@ def test_anneal_duration_for_length_is_sensible():
     durations = [anneal_duration_for_length(t, 0.5e-3) for t in temps]
     assert all(math.isfinite(d) and d > 0 for d in durations)
     assert durations == sorted(durations, reverse=True)  # hotter is faster
-    # the card's 3.8 h at 200 °C moves the profile by ~ a mm; 0.5 mm needs hours, not days
+    # the standard workflow's 3.8 h at 200 °C moves the profile by ~ a mm; 0.5 mm needs hours,
+    # not days
     assert 0.1 * 3600 < durations[2] < 48 * 3600
     # t scales with L²
     assert anneal_duration_for_length(473.15, 1e-3) == pytest.approx(4 * durations[2], rel=1e-9)

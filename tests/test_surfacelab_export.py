@@ -31,7 +31,9 @@ from lltolab.formats import (
 from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
 from lltolab.testing import ErfcSample, image_sidecar, write_image_export
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.simulator(
+    "surfacelab", seed=21,
+    settings=SimsSettings(field_of_view_um=(250.0, 100.0), pixels=(256, 103)))]
 
 
 @pytest.fixture
@@ -282,14 +284,6 @@ def test_constructor_validation(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------- with the simulator
-@pytest.fixture
-def sim(tmp_path: Path) -> SurfaceLabSimulator:
-    return SurfaceLabSimulator(
-        ErfcSample(), VirtualClock(), tmp_path / "export", seed=21,
-        settings=SimsSettings(field_of_view_um=(250.0, 100.0), pixels=(256, 103)),
-    )
-
-
 def test_line_profile_mode(sim: SurfaceLabSimulator) -> None:
     det = _device(sim.export_folder, request=sim.request)
     det.mode.put("line_profile")

@@ -1,8 +1,9 @@
 """Simulated SurfaceLab: geometry, counting statistics, exports on the lab clock, micrograph.
 
-``ErfcSample`` (lltolab.testing) is an analytic pattern source with the VirtualSample
-interface (erfc profile along x with steps at a grain-boundary grid); it is injected physics,
-not a mock of the simulator. One test runs against the real ``lltolab.diffusion.VirtualSample``.
+``ErfcSample`` (from :mod:`lltolab.testing`) is an analytic pattern source with the
+VirtualSample interface (erfc profile along x with steps at a grain-boundary grid); it is
+injected physics, not a mock of the simulator. One test runs against the real
+``lltolab.diffusion.VirtualSample``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ import numpy as np
 import pytest
 
 from lltolab.formats import isotope_fraction_map, read_export
-from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator, VirtualClock
-from lltolab.sim_devices._surfacelab import resample_bilinear
+from lltolab.sim_devices import (
+    SimsSettings,
+    SurfaceLabSimulator,
+    VirtualClock,
+    resample_bilinear,
+)
 from lltolab.testing import ErfcSample
 
 

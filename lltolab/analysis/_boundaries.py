@@ -7,7 +7,7 @@ fitted jointly with ``C = a_side + g s + q_side s² + r_side u`` (s: signed dist
 normal n, which points away from the liquid level; u: position along the boundary). The common
 slope g is the bulk gradient at the boundary (flux continuity with one D*_bulk on both sides),
 ``a_up - a_down`` the step ΔC, and eq. 3 gives ``D*_gb/δ = D*_bulk (−g) / ΔC``. The joint fit
-averages over the whole boundary length, as the paper's ~50-row profiles do (science.md §5).
+averages over the whole boundary length, as the paper's ~50-row profiles do (docs/science.md §5).
 
 Boundaries whose normal is far from the diffusion direction (x) carry little flux and a step
 lost in the noise; by default only boundaries with the normal within ``max_angle_deg`` of x
@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from lltolab.vocabulary import BOUNDARY_WIDTH_CM
+
 from ._checks import as_fraction_array, as_positive
 
 __all__ = [
@@ -38,8 +40,8 @@ __all__ = [
 ]
 
 DEFAULT_D_BULK_CM2_S = 2.6e-8
-"""D*_bulk of LLTO at 22 °C (NMR, science.md §3), cm²/s."""
-DEFAULT_DELTA_CM = 5e-8
+"""D*_bulk of LLTO at 22 °C (NMR, docs/science.md §3), cm²/s."""
+DEFAULT_DELTA_CM = BOUNDARY_WIDTH_CM
 """Assumed grain-boundary thickness δ = 0.5 nm, in cm."""
 
 _QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lltolab.diffusion._validate import check_nonnegative, check_positive
+from lltolab.diffusion import check_nonnegative, check_positive
 
 __all__ = [
     "as_positive",

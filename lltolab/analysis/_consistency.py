@@ -1,6 +1,6 @@
 """Consistency report: recompute every derivable reported value and flag disagreements.
 
-Given reported values (by default the paper's, science.md §3, under the keys of
+Given reported values (by default the paper's, docs/science.md §3, under the keys of
 :data:`PAPER_VALUES`), every relation the software knows (eq. 3, eq. 5/6 and its bound,
 Arrhenius, Nernst–Einstein, Haven ratio) recomputes what it can and compares with what was
 reported. Disagreements beyond the tolerance are flagged, not hidden; missing keys skip the
@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 from lltolab.diffusion import K_B_EV
+from lltolab.vocabulary import BOUNDARY_WIDTH_CM, ROOM_K
 
 from ._checks import as_positive
 from ._transport import haven_ratio, nernst_einstein_d, series_deff
@@ -23,7 +24,7 @@ __all__ = ["PAPER_VALUES", "ConsistencyCheck", "ConsistencyReport", "consistency
 PAPER_VALUES: dict[str, float] = {
     "d_bulk_cm2_s": 2.6e-8,  # D_NMR,bulk at 22 °C, taken as D*_bulk
     "d_bulk_alt_cm2_s": 2.8e-8,  # the same quantity, printed once
-    "delta_cm": 5e-8,  # 0.5 nm
+    "delta_cm": BOUNDARY_WIDTH_CM,  # 0.5 nm
     "grain_size_cm": 16e-4,  # EBSD mean 16 µm
     "fig3e_gradient_per_cm": 1.1,
     "fig3e_step": 0.02,
@@ -49,9 +50,9 @@ PAPER_VALUES: dict[str, float] = {
     "sigma_bulk_S_per_cm": 1e-3,  # about 1e-3 S/cm at 27 °C
     "sigma_temperature_K": 300.15,
     "n_li_per_cm3": 5.0e-21,  # as printed (wrong exponent sign)
-    "exchange_temperature_K": 295.15,
+    "exchange_temperature_K": ROOM_K,
 }
-"""The paper's reported values (science.md §3), as printed."""
+"""The paper's reported values (docs/science.md §3), as printed."""
 
 
 @dataclass(frozen=True)
@@ -250,13 +251,13 @@ def consistency_report(
         checks.append(_equal(
             "storage D*_eff vs eq. 6 (imaging D*_gb/δ, EBSD l)", v["deff_storage_cm2_s"], rec,
             rtol, "eq. 6", "eq. 6 with the EBSD mean l underestimates the polycrystal's own "
-            "D*_eff: its effective l is ~1.4x the mean diameter (science.md §5)"))
+            "D*_eff: its effective l is ~1.4x the mean diameter (docs/science.md §5)"))
     add(lambda: _equal("erfc D*_eff vs storage D*_eff", v["deff_erfc_cm2_s"],
                        v["deff_storage_cm2_s"], rtol, "storage (time-evolution) value",
                        "erfc fit overestimates (meniscus raises the exchanged edge); fit x0"),
         "deff_erfc_cm2_s", "deff_storage_cm2_s")
     if have("gb_ea_eV", "gb_prefactor_cm2_s", "grain_size_cm"):
-        t_ex = v.get("exchange_temperature_K", 295.15)
+        t_ex = v.get("exchange_temperature_K", ROOM_K)
         lk = v["gb_prefactor_cm2_s"] * math.exp(-v["gb_ea_eV"] / (K_B_EV * t_ex))
         add(lambda: _equal("Arrhenius (l/δ)D*_gb at the exchange T vs imaging D*_gb/δ",
                            v["dgb_over_delta_imaging_cm_s"], lk / v["grain_size_cm"], rtol,
@@ -272,7 +273,7 @@ def consistency_report(
     if have("gb_prefactor_cm2_s", "gb_sigma_prefactor_cm2_s", "gb_ea_eV", "gb_sigma_ea_eV"):
         hr = v["gb_prefactor_cm2_s"] / v["gb_sigma_prefactor_cm2_s"] * math.exp(
             -(v["gb_ea_eV"] - v["gb_sigma_ea_eV"]) / (K_B_EV * v.get("exchange_temperature_K",
-                                                                       295.15)))
+                                                                       ROOM_K)))
         checks.append(_plausible("grain-boundary Haven ratio (tracer / impedance)", hr,
                                  haven_range, "(l/δ)D*_gb / (l/δ)D_σ,gb at the exchange T"))
     if have("sigma_bulk_S_per_cm", "sigma_temperature_K", "n_li_per_cm3", "d_bulk_cm2_s"):

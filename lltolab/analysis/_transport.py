@@ -1,10 +1,13 @@
-"""Relations between the transport coefficients (science.md §2): eq. 3, eq. 5/6, Nernst–Einstein,
-Haven ratio. Units: cm, s, K; D in cm²/s, D*_gb/δ in cm/s, σ in S/cm, n in cm⁻³.
+"""Relations between the transport coefficients (docs/science.md §2): eq. 3, eq. 5/6,
+Nernst–Einstein, Haven ratio. Units: cm, s, K; D in cm²/s, D*_gb/δ in cm/s, σ in S/cm, n in cm⁻³.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from lltolab import formulas
+from lltolab.vocabulary import BOUNDARY_WIDTH_CM
 
 from ._checks import as_positive, as_positive_array, as_temperature
 
@@ -67,7 +70,7 @@ def dgb_over_delta_from_step(
 
 
 def grain_boundary_diffusivity(
-    dgb_over_delta: float | np.ndarray, delta_cm: float = 5e-8
+    dgb_over_delta: float | np.ndarray, delta_cm: float = BOUNDARY_WIDTH_CM
 ) -> float | np.ndarray:
     """D*_gb (cm²/s) = (D*_gb/δ) · δ with δ in cm (default 0.5 nm = 5e-8 cm)."""
     k = as_positive_array("dgb_over_delta", dgb_over_delta)
@@ -100,10 +103,8 @@ def series_deff(
     d = as_positive_array("d_bulk", d_bulk)
     k = as_positive_array("dgb_over_delta", dgb_over_delta)
     ll = as_positive_array("grain_size_cm", grain_size_cm)
-    if delta_cm is None:
-        return _out(1.0 / (1.0 / d + 1.0 / (ll * k)))
-    delta = as_positive("delta_cm", delta_cm)
-    return _out((ll + delta) / (ll / d + 1.0 / k))
+    delta = None if delta_cm is None else as_positive("delta_cm", delta_cm)
+    return _out(np.asarray(formulas.series_deff(d, k, ll, delta)))
 
 
 def series_bound_dgb_over_delta(

@@ -18,6 +18,7 @@ from ._network import Conductivities, FVNetwork
 from ._sample import C_BATH, C_NATURAL, Segment, VirtualSample
 from ._stepper import FixedCells, Integrator, StepControl
 from ._strip import StripModel
+from ._validate import check_fraction, check_nonnegative, check_positive, check_temperature
 
 __all__ = [
     "K_B_EV",
@@ -40,4 +41,8 @@ __all__ = [
     "StripModel",
     "Segment",
     "VirtualSample",
+    "check_positive",
+    "check_nonnegative",
+    "check_fraction",
+    "check_temperature",
 ]

@@ -1,7 +1,7 @@
 """Temperature laws of the twin: bulk tracer diffusivity and grain-boundary conductance.
 
 SI units throughout: D in m²/s, conductance k = D*_gb/δ in m/s, T in kelvin, energies in eV.
-Defaults follow science.md §4 (paper values at 22 °C).
+Defaults follow docs/science.md §4 (paper values at 22 °C).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from lltolab.vocabulary import ROOM_K
 
 from ._validate import check_positive, check_temperature
 
@@ -24,7 +26,7 @@ __all__ = [
 K_B_EV = 8.617333262e-5
 """Boltzmann constant in eV/K."""
 
-T_ROOM_K = 295.15
+T_ROOM_K = ROOM_K
 """22 °C in kelvin, the exchange temperature of the paper."""
 
 
@@ -94,7 +96,7 @@ class BulkDiffusivity:
 
     @classmethod
     def paper_default(cls, *, ea_eV: float = 0.42, bend: bool = True) -> BulkDiffusivity:
-        """D*_bulk(22 °C) = 2.6e-8 cm²/s (science.md §3) with ``ea_eV``; bent above 177 °C.
+        """D*_bulk(22 °C) = 2.6e-8 cm²/s (docs/science.md §3) with ``ea_eV``; bent above 177 °C.
 
         The paper gives no bulk activation energy (LLTO values lie around 0.30–0.40 eV). The
         default 0.42 eV is the smallest round value consistent with the paper's own premise
@@ -139,7 +141,7 @@ class BoundaryConductance:
 
     @classmethod
     def paper_default(cls, *, grain_size_m: float = 16e-6) -> BoundaryConductance:
-        """k = (0.048 cm²/s / l) exp(-0.43 eV / k_B T) with l = 16 µm (science.md §4).
+        """k = (0.048 cm²/s / l) exp(-0.43 eV / k_B T) with l = 16 µm (docs/science.md §4).
 
         0.048 cm²/s = 4.8e-6 m²/s is the prefactor of (l/δ) D*_gb (Fig. 5c), so
         k(22 °C) ≈ 1.4e-6 cm/s = 1.4e-8 m/s.

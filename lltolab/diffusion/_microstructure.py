@@ -2,7 +2,7 @@
 
 Grains are the power cells of disks packed by random sequential addition (largest first) with
 log-normal equivalent-circle diameters; a plain Voronoi diagram cannot reach the 16 ± 11 µm
-spread of the LLTO samples (science.md §5). Lengths in metres.
+spread of the LLTO samples (docs/science.md §5). Lengths in metres.
 """
 
 from __future__ import annotations

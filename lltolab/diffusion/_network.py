@@ -6,7 +6,7 @@ conductance is ``G = area / (dist_bulk / D_bulk + dist_eff / D_eff + gb_resist /
 series resistance of the bulk path, the homogenised path and a grain-boundary interface of
 conductance k (= D*_gb/δ) scaled by ``gb_resist`` (the staircase factor f = |n_x| + |n_y|
 divided by the boundary's spread multiplier; 0 for faces inside a grain). The boundary itself is
-never meshed (science.md §5).
+never meshed (docs/science.md §5).
 
 Volumes and areas are per unit depth (2-D: m² and m) or per unit cross-section (1-D: m and 1);
 the equations are ``V dC/dt = -K C`` with K the weighted graph Laplacian, symmetric with zero row

@@ -110,7 +110,7 @@ class VirtualSample:
         spread_sigma: float = math.log(2.0),
         **kwargs,
     ) -> VirtualSample:
-        """An LLTO sample with the science.md §4 defaults.
+        """An LLTO sample with the docs/science.md §4 defaults.
 
         Parameters
         ----------

@@ -3,7 +3,7 @@
 A mm-long line profile through the polycrystal at 1 µm everywhere would cost millions of cells.
 Where the images are taken (the window) the grains are resolved; beyond it the strip is a 1-D
 line of homogenised cells whose diffusivity D_eff is that of the same microstructure
-(:class:`EffectiveDiffusivity`), not eq. 6 with the EBSD mean (science.md §5). Window and line
+(:class:`EffectiveDiffusivity`), not eq. 6 with the EBSD mean (docs/science.md §5). Window and line
 are one finite-volume network (two-way, conservative coupling through the window's end
 columns), so one sparse system advances both.
 """

@@ -1,6 +1,7 @@
 """BIF6, the IONTOF SurfaceLab binary image export (little-endian).
 
-Layout (byte offsets)::
+Layout (the file holds no pixel size, field of view or dose; see :mod:`lltolab.formats` for
+the sidecar that carries them)::
 
     0   6 bytes   00 00 'B' 'I' 'F' '6'
     6   uint16    number of images n

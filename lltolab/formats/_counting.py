@@ -1,14 +1,15 @@
-"""Counts of a pulse-counting (TDC) detector: Poisson dead-time correction and isotope fraction.
+"""Counts of a pulse-counting (TDC) detector, as the SIMS reduction stores them.
 
-With one recorded count per pulse at most, the recorded counts I out of N pulses follow
-Binomial(N, 1 - exp(-mu)) for a true mean of mu ions per pulse; the maximum-likelihood
-estimate of the true counts N*mu is ``I_corr = -N ln(1 - I/N)``. At I = N (every pulse
-counted) the estimate is infinite: such pixels are *saturated* and reported, not guessed.
+Thin adapters over :mod:`lltolab.formulas` (the one home of the dead-time correction and the
+isotope fraction) with the shapes a reduction wants: integer pulse counts, no variances, empty
+arrays passed through.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from lltolab.formulas import dead_time_correct as _dead_time_correct
 
 __all__ = ["dead_time_correct", "isotope_fraction_map"]
 
@@ -38,17 +39,14 @@ def dead_time_correct(counts: np.ndarray, n_pulses: int) -> tuple[np.ndarray, np
     if not (isinstance(n_pulses, int | np.integer) and n_pulses >= 1):
         raise ValueError(f"n_pulses must be an integer >= 1, got {n_pulses!r}")
     i = np.asarray(counts)
-    if i.size and i.min() < 0:
-        raise ValueError(f"counts must be >= 0, got minimum {i.min()}")
-    if i.size and i.max() > n_pulses:
+    if i.size == 0:
+        return np.zeros(i.shape), np.zeros(i.shape, dtype=bool)
+    if i.max() > n_pulses:
         raise ValueError(
             f"counts up to {i.max()} exceed the {n_pulses} pulses per pixel (at most one count "
             "per pulse)"
         )
-    n = float(n_pulses)
-    saturated = i >= n_pulses
-    with np.errstate(divide="ignore"):
-        corrected = np.where(saturated, np.nan, -n * np.log1p(-(i.astype(np.float64) / n)))
+    corrected, _, saturated = _dead_time_correct(i, int(n_pulses))
     return corrected, saturated
 
 
@@ -68,13 +66,17 @@ def isotope_fraction_map(
     a7 = np.asarray(i7)
     if a6.shape != a7.shape:
         raise ValueError(f"6Li and 7Li images differ in shape: {a6.shape} vs {a7.shape}")
+    if n_pulses is not None and not (isinstance(n_pulses, int | np.integer) and n_pulses >= 1):
+        raise ValueError(f"n_pulses must be an integer >= 1, got {n_pulses!r}")
+    if a6.size == 0:
+        return np.zeros(a6.shape), np.zeros(a6.shape, dtype=bool)
     if n_pulses is None:
         c6 = a6.astype(np.float64)
         c7 = a7.astype(np.float64)
         saturated = np.zeros(a6.shape, dtype=bool)
     else:
-        c6, s6 = dead_time_correct(a6, n_pulses)
-        c7, s7 = dead_time_correct(a7, n_pulses)
+        c6, _, s6 = _dead_time_correct(a6, int(n_pulses))
+        c7, _, s7 = _dead_time_correct(a7, int(n_pulses))
         saturated = s6 | s7
     total = c6 + c7
     with np.errstate(invalid="ignore", divide="ignore"):
