@@ -102,10 +102,10 @@ def _sim_serve(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> object:
-    from lltolab.catalog import default_catalog_path, open_catalog  # noqa: PLC0415
+    from lltolab.catalog import open_catalog, resolve_target  # noqa: PLC0415
 
-    target = args.catalog or default_catalog_path()
-    return open_catalog(str(target), api_key=getattr(args, "api_key", None), create=False)
+    target = resolve_target(args.catalog)
+    return open_catalog(target, api_key=getattr(args, "api_key", None), create=False)
 
 
 def _runs(args: argparse.Namespace) -> int:

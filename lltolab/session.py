@@ -232,21 +232,20 @@ def start(
     """
     from bluesky import RunEngine  # noqa: PLC0415 - heavy imports kept out of module import
 
-    from lltolab.catalog import catalog_writer, default_catalog_path, open_catalog  # noqa: PLC0415
+    from lltolab.catalog import catalog_writer, open_catalog, resolve_target  # noqa: PLC0415
     from lltolab.devices import SampleRecord  # noqa: PLC0415
 
     cfg = _load_config(config)
     if not (math.isfinite(time_scale) and time_scale > 0):
         raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
     cat_cfg = cfg.get("catalog", {})
-    target = catalog or cat_cfg.get("uri") or cat_cfg.get("path") or default_catalog_path()
-    is_uri = str(target).startswith(("http://", "https://"))
-    state_dir = (Path(target).expanduser() if not is_uri else default_catalog_path()) / "session"
+    target = resolve_target(catalog or cat_cfg.get("uri") or cat_cfg.get("path"))
+    state_dir = target.state_dir
 
     closers: list[Any] = []
     if sim:
-        if export_folder is None and not is_uri:
-            export_folder = Path(target).expanduser() / "sim-exports"
+        if export_folder is None:
+            export_folder = target.sim_exports_dir
         devices, lab = _sim_devices(seed, time_scale, lab, export_folder)
         closers.append(lab.close)
     else:
@@ -272,12 +271,12 @@ def start(
         RE.md["simulated"] = True
 
     readable = [str(devices["sims"].asset_dir)] if hasattr(devices["sims"], "asset_dir") else []
-    writer = catalog_writer(str(target), api_key=cat_cfg.get("api_key"),
+    writer = catalog_writer(target, api_key=cat_cfg.get("api_key"),
                             readable_storage=readable or None, background=True,
                             batch_size=lambda start: 1 if start.get("plan_name") in
                             IMAGING_PLANS else 1000)
     RE.subscribe(writer)
-    client = _LazyCatalog(lambda: open_catalog(str(target), api_key=cat_cfg.get("api_key"),
+    client = _LazyCatalog(lambda: open_catalog(target, api_key=cat_cfg.get("api_key"),
                                                readable_storage=readable or None))
 
     if callbacks:

@@ -1,0 +1,115 @@
+"""Reading runs back: listing (``lltolab runs``) and replaying documents to callbacks.
+
+Replay: ``run.documents()`` rebuilds documents from the stored data (new event uids,
+StreamResource/StreamDatum order differs from the original); :func:`replay` feeds them to
+callbacks such as ``LiveTable`` or ``BestEffortCallback``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RunSummary", "format_runs", "list_runs", "replay"]
+
+
+
+Callback = Callable[[str, dict[str, Any]], Any]
+
+
+def replay(run: Any, callbacks: Callback | Iterable[Callback]) -> int:
+    """Feed the documents of a stored run to callbacks (e.g. ``LiveTable``, BEC).
+
+    Documents are rebuilt by the json-seq exporter: event uids are new and StreamResource /
+    StreamDatum documents come in a different order than at acquisition. The empty stop
+    document the exporter yields for a run without a stop is skipped.
+
+    Returns
+    -------
+    int
+        Number of documents delivered (to each callback).
+    """
+    cbs = [callbacks] if callable(callbacks) else list(callbacks)
+    if not cbs:
+        raise ValueError("replay needs at least one callback, got none")
+    n = 0
+    for name, doc in run.documents():
+        if name == "stop" and not doc:
+            continue
+        for cb in cbs:
+            cb(name, doc)
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of ``lltolab runs``.
+
+    ``start_time`` is a POSIX timestamp (s); ``exit_status`` is None while a run has no stop
+    document (running, or crashed and not yet recovered).
+    """
+
+    scan_id: int | None
+    uid: str
+    plan_name: str | None
+    sample_id: str | None
+    start_time: float | None
+    exit_status: str | None
+
+    def as_row(self) -> str:
+        """Fixed-width text row (header: :func:`format_runs`)."""
+        when = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.start_time))
+            if self.start_time is not None else "-"
+        )
+        return (
+            f"{self.scan_id if self.scan_id is not None else '-':>6}  {self.uid[:8]}  "
+            f"{when:19}  {self.plan_name or '-':28.28}  {self.sample_id or '-':16.16}  "
+            f"{self.exit_status or 'open'}"
+        )
+
+
+def _sample_id(start: Mapping[str, Any]) -> str | None:
+    for key in ("sample_id", "sample"):
+        value = start.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("id", value.get("sample_id", value.get("name")))
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def list_runs(catalog: Any, n: int = 20) -> list[RunSummary]:
+    """Summaries of the ``n`` newest runs, oldest first.
+
+    Parameters
+    ----------
+    catalog
+        An opened container of runs (:func:`open_catalog`).
+    n
+        How many runs (>= 1).
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    rows = []
+    for uid, run in catalog.items().tail(n):
+        md = run.metadata
+        start, stop = md.get("start") or {}, md.get("stop") or {}
+        rows.append(RunSummary(
+            scan_id=start.get("scan_id"),
+            uid=start.get("uid", uid),
+            plan_name=start.get("plan_name"),
+            sample_id=_sample_id(start),
+            start_time=start.get("time"),
+            exit_status=stop.get("exit_status"),
+        ))
+    return rows
+
+
+def format_runs(rows: Sequence[RunSummary]) -> str:
+    """Text table of :func:`list_runs` rows with a header line."""
+    header = f"{'scan':>6}  {'uid':8}  {'start':19}  {'plan':28}  {'sample':16}  status"
+    return "\n".join([header, *(r.as_row() for r in rows)])
