@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RunSummary", "format_runs", "list_runs", "replay"]
+__all__ = ["RunSummary", "format_runs", "list_runs", "newest_scan_id", "replay"]
 
 
 
@@ -113,3 +113,11 @@ def format_runs(rows: Sequence[RunSummary]) -> str:
     """Text table of :func:`list_runs` rows with a header line."""
     header = f"{'scan':>6}  {'uid':8}  {'start':19}  {'plan':28}  {'sample':16}  status"
     return "\n".join([header, *(r.as_row() for r in rows)])
+
+
+def newest_scan_id(catalog: Any) -> int:
+    """scan_id of the newest run of an opened catalog (0 if it holds none or it has none)."""
+    for _, run in catalog.items().tail(1):
+        value = (run.metadata.get("start") or {}).get("scan_id")
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return 0

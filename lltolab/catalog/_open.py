@@ -31,7 +31,7 @@ from ._target import (
     resolve_target,
 )
 
-__all__ = ["close_catalogs", "open_catalog", "warm_up"]
+__all__ = ["CatalogAccessError", "close_catalogs", "open_catalog", "server_exports", "warm_up"]
 
 #: longest wait for another process or thread that is creating / opening the same catalog (s)
 OPEN_TIMEOUT_S = 120.0
@@ -153,7 +153,7 @@ def open_catalog(
         A catalog folder (created if absent; default :func:`default_catalog_path`) or the
         ``http(s)://`` address of a tiled server.
     api_key
-        API key of the tiled server (ignored for a folder).
+        API key of the tiled server (default ``$TILED_API_KEY``; ignored for a folder).
     readable_storage
         Folders with detector files referenced by runs (e.g. the SIMS exports/assets folder);
         remembered in the catalog folder so that every later opening, in any process, can read
@@ -164,6 +164,12 @@ def open_catalog(
         Create the catalog if the folder holds none; with False a missing catalog raises
         ValueError (for read-only tools such as ``lltolab runs``).
 
+    Raises
+    ------
+    CatalogAccessError
+        A server that is unreachable, is not a tiled server, or refuses the API key (one-line
+        message); a ValueError, so the CLI reports it with exit status 2.
+
     Returns
     -------
     bluesky_tiled_plugins.CatalogOfBlueskyRuns
@@ -173,9 +179,60 @@ def open_catalog(
     """
     target = resolve_target(path_or_uri)
     if target.is_server:
-        from tiled.client import from_uri
-
-        return from_uri(str(target.uri), api_key=api_key)
+        assert target.uri is not None
+        return _open_server(target.uri, api_key)
     assert target.folder is not None
     return _open_local(target.folder, readable_storage, create)
 
+
+
+class CatalogAccessError(ValueError):
+    """A catalog server that cannot be used: unreachable, no tiled server, or a bad API key."""
+
+
+#: longest wait for a tiled server's first answer (s)
+SERVER_TIMEOUT_S = 10.0
+
+
+def _open_server(uri: str, api_key: str | None) -> Any:
+    """Client of the tiled server at ``uri``; every failure is a one-line CatalogAccessError."""
+    import httpx
+
+    key = api_key or os.environ.get("TILED_API_KEY") or None
+    try:  # tiled's own client retries for long: probe once, briefly
+        about = httpx.get(f"{uri}/api/v1/", timeout=SERVER_TIMEOUT_S, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise CatalogAccessError(
+            f"tiled server {uri} is unreachable: {exc or type(exc).__name__}"
+        ) from None
+    if about.status_code != 200 or "api_version" not in about.text:
+        raise CatalogAccessError(
+            f"{uri} is not a tiled server (GET /api/v1/ gave HTTP {about.status_code})"
+        )
+    if not key:
+        raise CatalogAccessError(
+            f"tiled server {uri} needs an API key: pass api_key= (CLI: --api-key), set "
+            "TILED_API_KEY, or put api_key under [catalog] in the configuration file"
+        )
+    from tiled.client import from_uri
+
+    try:
+        return from_uri(uri, api_key=key)
+    except httpx.HTTPStatusError as exc:
+        code = exc.response.status_code
+        if code in (401, 403):
+            raise CatalogAccessError(
+                f"tiled server {uri} refused the API key (HTTP {code})"
+            ) from None
+        raise CatalogAccessError(f"tiled server {uri} answered HTTP {code}") from None
+    except httpx.HTTPError as exc:
+        raise CatalogAccessError(
+            f"tiled server {uri} is unreachable: {exc or type(exc).__name__}"
+        ) from None
+
+
+def server_exports(client: Any) -> Path | None:
+    """The SIMS export folder a ``lltolab server`` reads from (its root metadata), or None."""
+    info = getattr(client, "metadata", {}).get("lltolab") or {}
+    folder = info.get("exports") if isinstance(info, dict) else None
+    return Path(folder) if isinstance(folder, str) and folder else None
