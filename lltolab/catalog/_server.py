@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -192,7 +193,17 @@ def serve(
 
     watcher = threading.Thread(target=announce, name="lltolab-server-ready", daemon=True)
     watcher.start()
-    server.run()  # uvicorn handles SIGINT / SIGTERM: graceful shutdown
+    # uvicorn shuts down gracefully on SIGINT / SIGTERM, then re-raises the signal into the
+    # handlers found at start: make those quiet so that a requested stop exits normally.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     watcher.join(timeout=1.0)
 
 
