@@ -127,23 +127,29 @@ def _open(args: argparse.Namespace) -> object:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from lltolab.catalog import format_runs, list_runs  # noqa: PLC0415
+    from lltolab.catalog import format_runs, quick_list  # noqa: PLC0415 - fast: no tiled stack
 
-    print(format_runs(list_runs(_open(args), n=args.n)))
+    print(format_runs(quick_list(args.catalog, n=args.n, api_key=args.api_key)))
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
+    from lltolab import catalog  # noqa: PLC0415 - fast path: no tiled stack
 
-    from lltolab.catalog import replay  # noqa: PLC0415
-
-    cat = _open(args)
-    run = cat[int(args.run) if args.run.lstrip("-").isdigit() else args.run]
-    bec = BestEffortCallback()
-    bec.disable_plots()
-    n = replay(run, [bec])
-    print(f"replayed {n} documents of run {run.metadata['start']['uid']}")
+    ref = catalog.parse_run_ref(args.run)
+    uid = catalog.quick_uid(args.catalog, ref, api_key=args.api_key)
+    docs = catalog.iter_documents(args.catalog, uid, api_key=args.api_key)
+    table = catalog.ReplayTable()
+    if docs is None:  # a run without a document archive: rebuilt by tiled
+        n = catalog.replay(_open(args)[uid], [table])
+    else:
+        n = 0
+        for name, doc in docs:
+            if name == "stop" and not doc:
+                continue
+            table(name, doc)
+            n += 1
+    print(f"replayed {n} documents of run {uid}")
     return 0
 
 

@@ -498,3 +498,51 @@ def test_tiled_server_uri_with_api_key(tmp_path):
             server.kill()
             server.wait(timeout=10)
         log.close()
+
+
+# -- quick reads (the CLI's runs / replay without tiled's stack) -------------------------------
+def test_quick_list_matches_tiled_and_archive_replays_the_original_documents(
+        catalog, folder, scan_run, sims_run):
+    from lltolab.catalog import iter_documents, parse_run_ref, quick_list, quick_uid
+
+    assert quick_list(folder, n=50) == list_runs(catalog, n=50)
+    assert quick_list(folder, n=2) == list_runs(catalog, n=2)
+    start = catalog[scan_run].metadata["start"]
+    for scan_id in {r.scan_id for r in list_runs(catalog, n=50)}:  # newest of that scan_id
+        assert quick_uid(folder, scan_id) == catalog[scan_id].metadata["start"]["uid"]
+    assert quick_uid(folder, scan_run[:10]) == scan_run
+    assert quick_uid(folder, -1) == catalog[-1].metadata["start"]["uid"]
+    with pytest.raises(ValueError, match="no run"):
+        quick_uid(folder, 10**6)
+    with pytest.raises(ValueError, match="run 0"):
+        parse_run_ref("0")
+    with pytest.raises(ValueError, match="5 characters"):
+        parse_run_ref("ab")
+    assert parse_run_ref("-2") == -2 and parse_run_ref(" 7 ") == 7
+    # the archive holds exactly what the RunEngine emitted (original uids)
+    docs = list(iter_documents(folder, scan_run))
+    assert docs[0] == ("start", json.loads(json.dumps(start)))
+    assert [n for n, _ in docs].count("event") == 5 and docs[-1][0] == "stop"
+    for name, doc in docs:
+        schema_validators[DocumentNames[name]].validate(doc)
+    assert iter_documents(folder, "0000-not-a-run") is None
+    with pytest.raises(ValueError, match="no catalog in"):
+        quick_list(folder / "nothing")
+
+
+@pytest.mark.timeout(200)
+def test_cli_runs_and_replay_answer_fast(folder, scan_run):
+    """CPU time of the whole command (Python start included): ≤ 1 s on this catalog."""
+    import resource
+
+    for args in (("runs", "--catalog", str(folder)), ("replay", scan_run[:8], "--catalog",
+                                                      str(folder))):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run([sys.executable, "-m", "lltolab.cli", *args], capture_output=True,
+                              text=True, timeout=120, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        assert proc.returncode == 0, proc.stderr
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        assert cpu < 1.0, (args, cpu)
+    assert "replayed" in proc.stdout and scan_run in proc.stdout
+    assert "motor" in proc.stdout and "det" in proc.stdout  # the table of the scan

@@ -18,9 +18,10 @@ and readers; :func:`server_config_yaml` renders a ``tiled serve config`` file fo
 
 from ._config import catalog_config, server_config_yaml
 from ._journal import read_journal
-from ._listing import RunSummary, format_runs, list_runs, newest_scan_id, replay
+from ._listing import ReplayTable, RunSummary, format_runs, list_runs, newest_scan_id, replay
 from ._open import CatalogAccessError, close_catalogs, open_catalog, server_exports, warm_up
 from ._postgres import PostgresCluster, PostgresUnavailable, find_postgres_bin
+from ._quick import iter_documents, parse_run_ref, quick_list, quick_uid
 from ._recovery import RECOVERED_REASON, recover
 from ._server import ServerSettings, serve
 from ._state import PersistentMetadata, ScanIdCounter, sample_record_path
@@ -36,6 +37,7 @@ __all__ = [
     "PersistentMetadata",
     "PostgresCluster",
     "PostgresUnavailable",
+    "ReplayTable",
     "RunSummary",
     "ScanIdCounter",
     "ServerSettings",
@@ -45,10 +47,14 @@ __all__ = [
     "default_catalog_path",
     "find_postgres_bin",
     "format_runs",
+    "iter_documents",
     "is_server_uri",
     "list_runs",
     "newest_scan_id",
     "open_catalog",
+    "parse_run_ref",
+    "quick_list",
+    "quick_uid",
     "read_journal",
     "recover",
     "replay",

@@ -16,7 +16,7 @@ __all__ = ["read_journal"]
 logger = logging.getLogger("lltolab.catalog")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy arrays and scalars
         return obj.tolist()
     if isinstance(obj, (set, frozenset, tuple)):
@@ -38,7 +38,7 @@ class Journal:
             raise RuntimeError(f"journal {path} is locked by another writer")
 
     def append(self, name: str, doc: Mapping[str, Any]) -> None:
-        line = json.dumps({"name": name, "doc": doc}, default=_json_default).encode() + b"\n"
+        line = json.dumps({"name": name, "doc": doc}, default=json_default).encode() + b"\n"
         view = memoryview(line)
         while view:
             view = view[self._file.write(view) :]

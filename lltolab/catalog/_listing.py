@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RunSummary", "format_runs", "list_runs", "newest_scan_id", "replay"]
+__all__ = ["ReplayTable", "RunSummary", "format_runs", "list_runs", "newest_scan_id", "replay"]
 
 
 
@@ -72,7 +72,8 @@ class RunSummary:
         )
 
 
-def _sample_id(start: Mapping[str, Any]) -> str | None:
+def sample_id_of(start: Mapping[str, Any]) -> str | None:
+    """The sample id a start document names (``sample_id``, or ``sample`` / its id)."""
     for key in ("sample_id", "sample"):
         value = start.get(key)
         if isinstance(value, Mapping):
@@ -102,7 +103,7 @@ def list_runs(catalog: Any, n: int = 20) -> list[RunSummary]:
             scan_id=start.get("scan_id"),
             uid=start.get("uid", uid),
             plan_name=start.get("plan_name"),
-            sample_id=_sample_id(start),
+            sample_id=sample_id_of(start),
             start_time=start.get("time"),
             exit_status=stop.get("exit_status"),
         ))
@@ -121,3 +122,44 @@ def newest_scan_id(catalog: Any) -> int:
         value = (run.metadata.get("start") or {}).get("scan_id")
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
     return 0
+
+
+class ReplayTable:
+    """Callback printing a replayed run as a table (bluesky's ``LiveTable``, light to import).
+
+    The columns are the hinted fields of the first descriptor of ``stream`` (else its scalar
+    data keys), at most ``max_columns``.
+    """
+
+    def __init__(self, stream: str = "primary", max_columns: int = 8) -> None:
+        self.stream = stream
+        self.max_columns = max_columns
+        self._table: Any = None
+        self._start: dict[str, Any] | None = None
+
+    def _columns(self, descriptor: Mapping[str, Any]) -> list[str]:
+        hinted = [f for hint in (descriptor.get("hints") or {}).values()
+                  for f in (hint or {}).get("fields", [])]
+        keys = descriptor.get("data_keys") or {}
+        scalar = [k for k, v in keys.items() if not v.get("shape")]
+        chosen = [f for f in hinted if f in keys and f in scalar] or scalar
+        return chosen[: self.max_columns]
+
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
+        if name == "start":
+            self._start, self._table = dict(doc), None
+            print(f"run {doc.get('uid', '?')[:8]}  scan_id {doc.get('scan_id', '-')}  "
+                  f"plan {doc.get('plan_name', '-')}  sample {sample_id_of(doc) or '-'}")
+        elif name == "descriptor" and self._table is None and \
+                doc.get("name", "primary") == self.stream:
+            from bluesky.callbacks.core import LiveTable
+
+            self._table = LiveTable(self._columns(doc))
+            if self._start is not None:
+                self._table("start", self._start)
+            self._table(name, doc)
+        elif self._table is not None and name in ("descriptor", "event", "event_page", "stop"):
+            self._table(name, doc)
+        if name == "stop":
+            print(f"exit status {doc.get('exit_status', '-')}"
+                  + (f": {doc['reason']}" if doc.get("reason") else ""))

@@ -194,8 +194,14 @@ class CatalogAccessError(ValueError):
 SERVER_TIMEOUT_S = 10.0
 
 
-def _open_server(uri: str, api_key: str | None) -> Any:
-    """Client of the tiled server at ``uri``; every failure is a one-line CatalogAccessError."""
+def check_server(uri: str, api_key: str | None) -> str:
+    """Probe the tiled server at ``uri`` once (short timeout) and return the API key to use.
+
+    Raises
+    ------
+    CatalogAccessError
+        Unreachable, not a tiled server, or no key (given or ``$TILED_API_KEY``).
+    """
     import httpx
 
     key = api_key or os.environ.get("TILED_API_KEY") or None
@@ -214,7 +220,15 @@ def _open_server(uri: str, api_key: str | None) -> Any:
             f"tiled server {uri} needs an API key: pass api_key= (CLI: --api-key), set "
             "TILED_API_KEY, or put api_key under [catalog] in the configuration file"
         )
+    return key
+
+
+def _open_server(uri: str, api_key: str | None) -> Any:
+    """Client of the tiled server at ``uri``; every failure is a one-line CatalogAccessError."""
+    import httpx
     from tiled.client import from_uri
+
+    key = check_server(uri, api_key)
 
     try:
         return from_uri(uri, api_key=key)

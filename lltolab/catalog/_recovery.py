@@ -22,6 +22,7 @@ from typing import Any
 from ._journal import CorruptJournal, parse_journal
 from ._locks import FileLock
 from ._open import open_catalog
+from ._quick import ARCHIVE_DIR, archive_documents
 from ._target import JOURNAL_DIR, CatalogTarget, resolve_target, server_state_root
 
 __all__ = ["RECOVERED_REASON", "recover"]
@@ -65,7 +66,7 @@ def _lookup(client: Any, uid: str) -> Any | None:
     return runs[0] if runs else None
 
 
-def recover_journal(client: Any, path: Path) -> str | None:
+def recover_journal(client: Any, path: Path, archive_dir: Path | None = None) -> str | None:
     """Rewrite the run of one journal if the catalog lacks it or its stop; None if skipped."""
     with open(path, "r+b") as handle:
         if not FileLock(handle).try_acquire():
@@ -99,6 +100,11 @@ def recover_journal(client: Any, path: Path) -> str | None:
             for name, doc in docs:
                 writer(name, doc)
             recovered = uid
+            if archive_dir is not None:
+                try:
+                    archive_documents(docs, archive_dir, uid)
+                except Exception:  # the run is in the catalog; only the quick copy is missing
+                    logger.exception("documents of run %s not archived", uid)
             logger.warning("run %s rewritten from journal %s (%d documents)", uid, path, len(docs))
     path.unlink(missing_ok=True)
     return recovered
@@ -109,6 +115,7 @@ def recover(
     *,
     journal_dir: str | os.PathLike[str] | None = None,
     api_key: str | None = None,
+    archive_dir: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """Write into the catalog the journaled runs it lacks or has without a stop document.
 
@@ -121,6 +128,9 @@ def recover(
         Journal folder (default as in :func:`catalog_writer`).
     api_key
         For a server address.
+    archive_dir
+        Where to keep the documents of each rewritten run (default: ``<folder>/documents`` for
+        a catalog folder, none otherwise).
 
     Returns
     -------
@@ -135,6 +145,8 @@ def recover(
         client = open_catalog(target, api_key=api_key)
         if journal_dir is None:
             journal_dir = target.journal_dir
+        if archive_dir is None and target.folder is not None:
+            archive_dir = target.folder / ARCHIVE_DIR
     else:
         client = catalog
         if journal_dir is None:
@@ -145,7 +157,8 @@ def recover(
     recovered = []
     for path in sorted(jdir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
         try:
-            uid = recover_journal(client, path)
+            uid = recover_journal(client, path,
+                                  Path(archive_dir) if archive_dir is not None else None)
         except CorruptJournal:  # not a journal of ours: set aside, never block writing
             logger.exception("journal %s is unreadable; renamed to *.bad", path)
             path.rename(path.with_suffix(".bad"))

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._journal import Journal
+from ._journal import Journal, parse_journal
 from ._open import OPEN_TIMEOUT_S, open_catalog
+from ._quick import ARCHIVE_DIR, archive_documents
 from ._recovery import journal_dir_of_client, make_tiled_writer, recover, recover_journal
 from ._target import CatalogTarget, resolve_target
 
@@ -79,6 +80,7 @@ class CatalogWriter:
         journal_dir: str | os.PathLike[str],
         batch_size: int | Callable[[Mapping[str, Any]], int] = DEFAULT_BATCH_SIZE,
         fsync: bool = True,
+        archive_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not callable(batch_size):
             _check_batch_size(batch_size)
@@ -87,6 +89,8 @@ class CatalogWriter:
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         self._batch_size = batch_size
         self._fsync = fsync
+        #: where the documents of each stored run are kept (gzip JSON lines), or None
+        self.archive_dir = Path(archive_dir) if archive_dir is not None else None
         self._writers: dict[int, Any] = {}
         self._runs: dict[str, _OpenRun] = {}
         self._owner: dict[str, str] = {}  # descriptor / resource uid -> run uid
@@ -164,16 +168,28 @@ class CatalogWriter:
         for key in [k for k, v in self._owner.items() if v == run.uid]:
             del self._owner[key]
         if not run.broken:
-            run.journal.close(delete=True)
+            run.journal.close(delete=False)
+            self._archive(run)
+            run.journal.path.unlink(missing_ok=True)
             return
         run.journal.close(delete=False)
         try:
-            recover_journal(self.client, run.journal.path)
+            recover_journal(self.client, run.journal.path, archive_dir=self.archive_dir)
         except Exception:
             logger.exception(
                 "run %s could not be rewritten from its journal now; "
                 "lltolab.catalog.recover() will retry", run.uid,
             )
+
+    def _archive(self, run: _OpenRun) -> None:
+        if self.archive_dir is None:
+            return
+        try:
+            archive_documents(parse_journal(run.journal.path.read_bytes(), run.journal.path),
+                              self.archive_dir, run.uid)
+        except Exception:  # the run is in the catalog: only the quick replay copy is missing
+            logger.exception("documents of run %s not archived in %s", run.uid,
+                             self.archive_dir)
 
     @property
     def open_runs(self) -> list[str]:
@@ -234,11 +250,12 @@ def catalog_writer(
         target = resolve_target(client_or_path)
         if journal_dir is None:
             journal_dir = target.journal_dir
+        archive_dir = target.folder / ARCHIVE_DIR if target.folder is not None else None
 
         def open_and_recover() -> Any:
             client = open_catalog(target, api_key=api_key, readable_storage=readable_storage)
             if recover_now:
-                recover(client, journal_dir=journal_dir)
+                recover(client, journal_dir=journal_dir, archive_dir=archive_dir)
             return client
 
         if background:
@@ -252,16 +269,19 @@ def catalog_writer(
                     pending.set_exception(exc)
 
             writer = CatalogWriter(
-                pending, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync
+                pending, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync,
+                archive_dir=archive_dir,
             )
             threading.Thread(target=work, name="lltolab-catalog-writer", daemon=True).start()
             return writer
         client = open_and_recover()
     else:
         client = client_or_path
+        archive_dir = None
         if journal_dir is None:
             journal_dir = journal_dir_of_client(client)
         if recover_now:
             recover(client, journal_dir=journal_dir)
-    return CatalogWriter(client, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync)
+    return CatalogWriter(client, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync,
+                         archive_dir=archive_dir)
 
