@@ -546,3 +546,15 @@ def test_cli_runs_and_replay_answer_fast(folder, scan_run):
         assert cpu < 1.0, (args, cpu)
     assert "replayed" in proc.stdout and scan_run in proc.stdout
     assert "motor" in proc.stdout and "det" in proc.stdout  # the table of the scan
+
+
+def test_databroker_v1_api_on_an_lltolab_catalog(catalog, scan_run, sims_run):
+    from databroker import Broker
+
+    db = Broker(catalog)
+    table = db[scan_run].table()
+    np.testing.assert_allclose(table["motor"].values, np.linspace(-1.0, 1.0, 5))
+    assert list(table.index) == [1, 2, 3, 4, 5]
+    assert db[scan_run].start["sample_id"] == "LLTO-A1"
+    assert catalog.v1[-1].start["uid"] == catalog[-1].metadata["start"]["uid"]
+    assert len(catalog.v1[sims_run].table()) == 2
