@@ -21,7 +21,8 @@ def sqlite_uri(path: Path) -> str:
     return "sqlite:///" + path.resolve().as_posix()
 
 
-def _stored_readable(folder: Path) -> list[str]:
+def stored_readable(folder: Path) -> list[str]:
+    """Remembered readable folders, absolute (those inside ``folder`` are kept relative)."""
     settings = folder / SETTINGS_FILE
     if not settings.exists():
         return []
@@ -34,24 +35,32 @@ def _stored_readable(folder: Path) -> list[str]:
         raise ValueError(
             f"readable_storage in {settings} must be a list of paths, got {readable!r}"
         )
-    return readable
+    return [str(folder / p) if not Path(p).is_absolute() else p for p in readable]
 
 
-def _remember_readable(folder: Path, readable: Sequence[str]) -> None:
+def remember_readable(folder: Path, readable: Sequence[str]) -> None:
     settings = folder / SETTINGS_FILE
     tmp = settings.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"readable_storage": list(readable)}, indent=1))
+    kept = []
+    for p in readable:  # inside the folder: relative, so that the folder can be moved
+        try:
+            kept.append(Path(p).relative_to(folder).as_posix())
+        except ValueError:
+            kept.append(p)
+    tmp.write_text(json.dumps({"readable_storage": kept}, indent=1))
     os.replace(tmp, settings)
 
 
-def readable_storage_of(folder: Path, extra: Iterable[str | os.PathLike[str]] | None) -> list[str]:
-    """The folder's assets dir, the remembered folders and ``extra`` (remembered from now on)."""
-    stored = _stored_readable(folder)
+def readable_storage_of(folder: Path, extra: Iterable[str | os.PathLike[str]] | None, *,
+                        remember: bool = True) -> list[str]:
+    """The folder's assets dir, the remembered folders and ``extra`` (remembered from now on,
+    unless ``remember`` is False)."""
+    stored = stored_readable(folder)
     added = [str(Path(p).resolve()) for p in (extra or [])]
     new = [p for p in added if p not in stored]
-    if new:
+    if new and remember:
         stored = stored + new
-        _remember_readable(folder, stored)
+        remember_readable(folder, stored)
     return [str((folder / ASSETS_DIR).resolve()), *stored]
 
 

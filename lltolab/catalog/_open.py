@@ -20,6 +20,7 @@ from typing import Any
 
 from ._config import catalog_config, readable_storage_of
 from ._locks import FileLock
+from ._relocate import is_writable, move_paths, readonly_snapshot, relocate_in_place
 from ._target import (
     ASSETS_DIR,
     CATALOG_DB,
@@ -47,10 +48,15 @@ def _open_local(
         raise ValueError(f"catalog path {folder} exists and is not a folder")
     if not create and not (folder / CATALOG_DB).exists():
         raise ValueError(f"no catalog in {folder} (no {CATALOG_DB}); create=False")
-    folder.mkdir(parents=True, exist_ok=True)
-    for sub in (FILES_DIR, ASSETS_DIR, JOURNAL_DIR):
-        (folder / sub).mkdir(exist_ok=True)
-    readable = readable_storage_of(folder, readable_storage)
+    readonly = folder.exists() and not is_writable(folder)
+    if readonly:
+        readable = readable_storage_of(folder, None, remember=False)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        for sub in (FILES_DIR, ASSETS_DIR, JOURNAL_DIR):
+            (folder / sub).mkdir(exist_ok=True)
+        relocate_in_place(folder)  # moved or copied since written: fix stored locations
+        readable = readable_storage_of(folder, readable_storage)
     key = (str(folder), tuple(readable))
     with _clients_lock:  # one build per process and key; other callers wait for it
         future = _clients.get(key)
@@ -59,7 +65,8 @@ def _open_local(
             future = _clients[key] = Future()
     if owner:
         try:
-            future.set_result(_build_local(folder, readable))
+            future.set_result(_build_readonly(folder, readable) if readonly
+                              else _build_local(folder, readable))
         except BaseException as exc:
             with _clients_lock:
                 del _clients[key]
@@ -88,6 +95,17 @@ def _build_local(folder: Path, readable: list[str]) -> Any:
         if not initialised:
             (folder / INIT_MARKER).write_text("tiled catalog initialised\n")
     return from_context(Context.from_app(app))
+
+
+def _build_readonly(folder: Path, readable: list[str]) -> Any:
+    from tiled.client import Context, from_context
+    from tiled.server.app import build_app_from_config
+
+    snap, homes = readonly_snapshot(folder)
+    readable = move_paths(readable, homes, str(folder))
+    config = catalog_config(snap, readable_storage=[str(folder / FILES_DIR), *readable],
+                            init_if_not_exists=False)
+    return from_context(Context.from_app(build_app_from_config(config)))
 
 
 def close_catalogs() -> int:
