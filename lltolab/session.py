@@ -318,6 +318,9 @@ def start(
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
     max_k = float(cfg.get("suspenders", {}).get("stage_imaging_max_K", STAGE_IMAGING_MAX_K))
     _install_stage_suspender(session, max_k, poll_s=0.1 if sim else 2.0)
+    # last subscriber: a run the catalog failed to store raises at its stop (after every
+    # other callback saw the stop), so the RE call reports it
+    RE.subscribe(writer.failure_check())
     return session
 
 

@@ -30,6 +30,7 @@ from ophyd.sim import det, motor
 
 from lltolab.catalog import (
     RECOVERED_REASON,
+    CatalogWriteError,
     CatalogWriter,
     RunSummary,
     catalog_config,
@@ -38,6 +39,7 @@ from lltolab.catalog import (
     format_runs,
     list_runs,
     open_catalog,
+    quick_list,
     read_journal,
     recover,
     replay,
@@ -282,9 +284,15 @@ def test_kill_9_mid_run_loses_no_emitted_event(catalog, folder):
         live_uid = next(line.split()[1] for line in lines if line.startswith("start "))
         live = next(r for r in list_runs(catalog, n=5) if r.uid == live_uid)
         assert live.exit_status is None and live.sample_id == "LLTO-kill"
+        quick = next(r for r in quick_list(folder, n=5) if r.uid == live_uid)
+        assert quick.exit_status is None and not quick.interrupted  # its writer holds it
+        assert quick.as_row().endswith("open")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         lines += _rest(proc)
+        # catalog faults: a crashed run is shown as interrupted at once, not as open
+        crashed = next(r for r in quick_list(folder, n=5) if r.uid == live_uid)
+        assert crashed.interrupted and crashed.as_row().endswith("interrupted")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -380,14 +388,16 @@ def test_background_writer_journals_before_the_catalog_is_open(catalog, folder):
     (uid,) = engine(count([det], num=3), sample_id="LLTO-late")
     assert catalog[uid].metadata["stop"]["exit_status"] == "success"
 
-    # the catalog never opens: nothing is lost, recover() writes the run later
+    # the catalog never opens: the run fails loudly, nothing is lost, recover() writes it later
     failed: Future = Future()
     failed.set_exception(OSError("catalog disk unavailable"))
     writer = CatalogWriter(failed, journal_dir=folder / "journal")
     engine = RunEngine({})
     engine.subscribe(writer)
-    (uid,) = engine(count([det], num=3), sample_id="LLTO-offline")
-    assert writer.failed_runs == [uid] and (folder / "journal" / f"{uid}.jsonl").exists()
+    with pytest.raises(CatalogWriteError, match="NOT in the catalog.*catalog disk unavailable"):
+        engine(count([det], num=3), sample_id="LLTO-offline")
+    (uid,) = writer.failed_runs
+    assert (folder / "journal" / f"{uid}.jsonl").exists()
     assert recover(folder) == [uid]
     assert catalog[uid].metadata["stop"]["exit_status"] == "success"  # the real stop was kept
     assert len(catalog[uid]["primary"].read()["det"]) == 3
@@ -558,3 +568,58 @@ def test_databroker_v1_api_on_an_lltolab_catalog(catalog, scan_run, sims_run):
     assert db[scan_run].start["sample_id"] == "LLTO-A1"
     assert catalog.v1[-1].start["uid"] == catalog[-1].metadata["start"]["uid"]
     assert len(catalog.v1[sims_run].table()) == 2
+
+
+# -- catalog faults: named regression tests ------------------------------------------------------
+def _journal_of_a_run(num: int) -> tuple[str, list[tuple[str, dict]]]:
+    docs: list[tuple[str, dict]] = []
+    engine = RunEngine({})
+    engine.subscribe(lambda name, doc: docs.append((name, json.loads(json.dumps(doc)))))
+    (uid,) = engine(count([det], num=num), sample_id="LLTO-salvage")
+    return uid, docs
+
+
+def test_catalog_fault_recovery_keeps_every_readable_journal_line(catalog, folder):
+    uid, docs = _journal_of_a_run(6)
+    lines = [json.dumps({"name": n, "doc": d}) for n, d in docs[:-1]]  # crashed before stop
+    events = [i for i, (n, _) in enumerate(docs) if n == "event"]
+    lines[events[2]] = lines[events[2]][:40] + "\x00garbled"  # one corrupt line mid-file
+    journal = folder / "journal" / f"{uid}.jsonl"
+    journal.write_text("\n".join(lines) + "\n")
+    assert recover(folder) == [uid]
+    run = catalog[uid]
+    assert run["primary"].read()["det"].shape == (5,)  # the 5 readable events of 6
+    assert run.metadata["stop"]["num_events"] == {"primary": 5}
+    assert "garbled" in (folder / "journal" / f"{uid}.unreadable").read_text()
+    (folder / "journal" / f"{uid}.unreadable").unlink()
+
+
+def test_catalog_fault_recovery_without_a_readable_start_keeps_the_run(catalog, folder):
+    uid, docs = _journal_of_a_run(3)
+    lines = [json.dumps({"name": n, "doc": d}) for n, d in docs]
+    lines[0] = "{torn start"
+    (folder / "journal" / f"{uid}.jsonl").write_text("\n".join(lines) + "\n")
+    assert recover(folder) == [uid]
+    run = catalog[uid]
+    assert run.metadata["start"]["recovered_without_start"] is True
+    assert run.metadata["stop"]["exit_status"] == "success"  # the real stop was kept
+    assert run["primary"].read()["det"].shape == (3,)
+    (folder / "journal" / f"{uid}.unreadable").unlink()
+
+
+def test_catalog_fault_failed_write_fails_the_run_loudly(tmp_path):
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    (bad / "catalog.db").write_bytes(b"this is not an SQLite database" * 100)
+    writer = catalog_writer(bad, background=True)
+    engine = RunEngine({})
+    engine.subscribe(writer)
+    seen: list[str] = []
+    engine.subscribe(lambda name, doc: seen.append(name))
+    engine.subscribe(writer.failure_check())  # last: every other callback sees the stop
+    with pytest.raises(CatalogWriteError, match="NOT in the catalog"):
+        engine(count([det], num=2), sample_id="LLTO-corrupt")
+    assert seen[-1] == "stop" and engine.state == "idle"
+    (uid,) = writer.failed_runs
+    kept = read_journal(bad / "journal" / f"{uid}.jsonl")  # nothing lost
+    assert [n for n, _ in kept].count("event") == 2 and kept[-1][0] == "stop"

@@ -26,13 +26,14 @@ from ._recovery import RECOVERED_REASON, recover
 from ._server import ServerSettings, serve
 from ._state import PersistentMetadata, ScanIdCounter, sample_record_path
 from ._target import CatalogTarget, default_catalog_path, is_server_uri, resolve_target
-from ._writer import DEFAULT_BATCH_SIZE, CatalogWriter, catalog_writer
+from ._writer import DEFAULT_BATCH_SIZE, CatalogWriteError, CatalogWriter, catalog_writer
 
 __all__ = [
     "CatalogAccessError",
     "DEFAULT_BATCH_SIZE",
     "RECOVERED_REASON",
     "CatalogTarget",
+    "CatalogWriteError",
     "CatalogWriter",
     "PersistentMetadata",
     "PostgresCluster",

@@ -66,6 +66,26 @@ def read_journal(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]
     return parse_journal(Path(path).read_bytes(), Path(path))
 
 
+def salvage_journal(data: bytes, p: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[bytes]]:
+    """Every readable document of a journal, and the unreadable lines (for recovery)."""
+    docs: list[tuple[str, dict[str, Any]]] = []
+    bad: list[bytes] = []
+    for i, line in enumerate(data.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            name, doc = item["name"], item["doc"]
+            if not isinstance(name, str) or not isinstance(doc, dict):
+                raise TypeError("name must be a string and doc an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("journal %s: line %d is unreadable (%s); kept aside", p, i + 1, exc)
+            bad.append(line)
+            continue
+        docs.append((name, doc))
+    return docs, bad
+
+
 def parse_journal(data: bytes, p: Path) -> list[tuple[str, dict[str, Any]]]:
     raw = data.split(b"\n")
     docs: list[tuple[str, dict[str, Any]]] = []

@@ -49,7 +49,8 @@ class RunSummary:
     """One line of ``lltolab runs``.
 
     ``start_time`` is a POSIX timestamp (s); ``exit_status`` is None while a run has no stop
-    document (running, or crashed and not yet recovered).
+    document (running, or crashed and not yet recovered); ``interrupted`` is True for such a
+    run that no live writer holds any more (crashed: :func:`recover` completes it).
     """
 
     scan_id: int | None
@@ -58,6 +59,7 @@ class RunSummary:
     sample_id: str | None
     start_time: float | None
     exit_status: str | None
+    interrupted: bool = False
 
     def as_row(self) -> str:
         """Fixed-width text row (header: :func:`format_runs`)."""
@@ -68,7 +70,7 @@ class RunSummary:
         return (
             f"{self.scan_id if self.scan_id is not None else '-':>6}  {self.uid[:8]}  "
             f"{when:19}  {self.plan_name or '-':28.28}  {self.sample_id or '-':16.16}  "
-            f"{self.exit_status or 'open'}"
+            f"{self.exit_status or ('interrupted' if self.interrupted else 'open')}"
         )
 
 

@@ -21,12 +21,14 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from ._listing import RunSummary, sample_id_of
-from ._target import CATALOG_DB, CatalogTarget, resolve_target
+from ._locks import FileLock
+from ._target import CATALOG_DB, JOURNAL_DIR, CatalogTarget, resolve_target
 
 __all__ = ["iter_documents", "parse_run_ref", "quick_list", "quick_uid"]
 
@@ -71,7 +73,21 @@ def _row(row: tuple[Any, ...]) -> RunSummary:
 def _sql_list(folder: Path, n: int) -> list[RunSummary]:
     with _connect(folder) as con:
         rows = con.execute(f"SELECT {_COLUMNS} {_RUNS} ORDER BY id DESC LIMIT ?", (n,)).fetchall()
-    return [_row(r) for r in reversed(rows)]
+    out = [_row(r) for r in reversed(rows)]
+    return [replace(r, interrupted=_interrupted(folder, r.uid)) if r.exit_status is None else r
+            for r in out]
+
+
+def _interrupted(folder: Path, uid: str) -> bool:
+    """True when no live writer holds the journal of an unstopped run (it crashed)."""
+    journal = folder / JOURNAL_DIR / f"{uid}.jsonl"
+    try:
+        with open(journal, "rb") as handle:
+            return FileLock(handle).try_acquire()  # released at close
+    except FileNotFoundError:
+        return True  # written by no journaling writer, or its journal was lost
+    except OSError:
+        return False
 
 
 def _sql_uid(folder: Path, ref: str | int) -> str:

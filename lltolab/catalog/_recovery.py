@@ -10,8 +10,10 @@ server outage) the journal keeps the documents; the run is rewritten at stop or 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections import Counter
@@ -19,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._journal import CorruptJournal, parse_journal
+from ._journal import CorruptJournal, json_default, salvage_journal
 from ._locks import FileLock
 from ._open import open_catalog
 from ._quick import ARCHIVE_DIR, archive_documents
@@ -66,21 +68,75 @@ def _lookup(client: Any, uid: str) -> Any | None:
     return runs[0] if runs else None
 
 
+def _writable_documents(
+    docs: list[tuple[str, dict[str, Any]]], path: Path
+) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+    """The documents of a salvaged journal that form a run (a start first, its descriptors
+    and resources before what refers to them), and those set aside.
+
+    A lost start document is replaced by a minimal one (uid from the other documents or the
+    file name, earliest time, ``recovered_without_start=True``).
+    """
+    starts = [d for n, d in docs if n == "start"]
+    if starts:
+        start = starts[0]
+    else:
+        uids = {d.get("run_start") for n, d in docs if n in ("descriptor", "stop")}
+        uids.discard(None)
+        if len(uids) == 1 and isinstance(next(iter(uids)), str):
+            uid = uids.pop()
+        elif _UUID.fullmatch(path.stem):
+            uid = path.stem
+        else:
+            return [], docs
+        times = [float(d["time"]) for _, d in docs if isinstance(d.get("time"), (int, float))]
+        start = {"uid": uid, "time": min(times) if times else time.time(),
+                 "recovered_without_start": True}
+    keep: list[tuple[str, dict[str, Any]]] = [("start", start)]
+    aside: list[tuple[str, dict[str, Any]]] = []
+    known = {start["uid"]}
+    for name, doc in docs:
+        if name == "start":
+            if doc is not start:
+                aside.append((name, doc))
+            continue
+        if name in ("event", "event_page", "stream_datum", "datum", "datum_page"):
+            ref = doc.get("descriptor") if name.startswith("event") else \
+                doc.get("stream_resource", doc.get("resource"))
+            if ref not in known:
+                aside.append((name, doc))
+                continue
+        if name in ("descriptor", "resource", "stream_resource"):
+            known.add(doc.get("uid"))
+        keep.append((name, doc))
+    return keep, aside
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
 def recover_journal(client: Any, path: Path, archive_dir: Path | None = None) -> str | None:
     """Rewrite the run of one journal if the catalog lacks it or its stop; None if skipped."""
     with open(path, "r+b") as handle:
         if not FileLock(handle).try_acquire():
             return None  # the run is being written right now
         handle.seek(0)
-        docs = parse_journal(handle.read(), path)
-        if not docs:
+        docs, bad = salvage_journal(handle.read(), path)
+        if not docs and not bad:
             handle.close()
             path.unlink(missing_ok=True)
             return None
-        name, start = docs[0]
-        if name != "start":
-            raise CorruptJournal(f"journal {path} does not begin with a start document")
-        uid = start["uid"]
+        docs, aside = _writable_documents(docs, path)
+        if not docs:
+            raise CorruptJournal(f"journal {path} holds no document of a run")
+        if bad or aside:  # every readable line goes into the catalog; the rest is kept here
+            kept = path.with_suffix(".unreadable")
+            kept.write_bytes(b"\n".join([*bad, *(json.dumps({"name": n, "doc": d},
+                                                             default=json_default).encode()
+                                                  for n, d in aside)]) + b"\n")
+            logger.warning("journal %s: %d unreadable line(s) and %d document(s) of an unknown "
+                           "stream kept in %s", path, len(bad), len(aside), kept)
+        uid = docs[0][1]["uid"]
         existing = _lookup(client, uid)
         if existing is not None and existing.metadata.get("stop"):
             recovered = None  # complete already: the crash came after the stop was written

@@ -34,7 +34,7 @@ from ._quick import ARCHIVE_DIR, archive_documents
 from ._recovery import journal_dir_of_client, make_tiled_writer, recover, recover_journal
 from ._target import CatalogTarget, resolve_target
 
-__all__ = ["DEFAULT_BATCH_SIZE", "CatalogWriter", "catalog_writer"]
+__all__ = ["DEFAULT_BATCH_SIZE", "CatalogWriteError", "CatalogWriter", "catalog_writer"]
 
 logger = logging.getLogger("lltolab.catalog")
 
@@ -54,10 +54,20 @@ class _OpenRun:
         return self.start["uid"]
 
 
+class CatalogWriteError(RuntimeError):
+    """A run the catalog failed to store (its documents are kept in the journal)."""
+
+
 class CatalogWriter:
     """RunEngine subscriber: journal every document durably, then write it with TiledWriter.
 
     Create it with :func:`catalog_writer`. Thread-safe; several runs may be open at once.
+
+    If tiled fails during a run, the run goes on (every document is in the journal) and is
+    rewritten from the journal at its stop; if that fails too, the stop raises
+    :class:`CatalogWriteError` (from :meth:`failure_check` when subscribed, else from the
+    writer), so that the RunEngine call reports it: a run never "succeeds" into the journal
+    alone.
 
     Parameters
     ----------
@@ -71,6 +81,8 @@ class CatalogWriter:
     fsync
         fdatasync the journal after every document (survives power loss and OS crashes, not
         only process kills); its cost is measured in ``docs/catalog.md``.
+    archive_dir
+        Folder keeping the documents of each stored run (quick replay), or None.
     """
 
     def __init__(
@@ -97,6 +109,8 @@ class CatalogWriter:
         self._lock = threading.RLock()
         #: uids of runs that TiledWriter failed on (rewritten from the journal at stop)
         self.failed_runs: list[str] = []
+        self._unsaved: dict[str, CatalogWriteError] = {}  # stopped runs not in the catalog
+        self._deferred = False  # a failure_check() callback raises instead of the writer
 
     @property
     def client(self) -> Any:
@@ -162,6 +176,8 @@ class CatalogWriter:
                     self.failed_runs.append(run.uid)
             if name == "stop":
                 self._finish(run)
+                if not self._deferred and run.uid in self._unsaved:
+                    raise self._unsaved.pop(run.uid)
 
     def _finish(self, run: _OpenRun) -> None:
         del self._runs[run.uid]
@@ -175,11 +191,33 @@ class CatalogWriter:
         run.journal.close(delete=False)
         try:
             recover_journal(self.client, run.journal.path, archive_dir=self.archive_dir)
-        except Exception:
+        except Exception as exc:
             logger.exception(
                 "run %s could not be rewritten from its journal now; "
                 "lltolab.catalog.recover() will retry", run.uid,
             )
+            self._unsaved[run.uid] = CatalogWriteError(
+                f"run {run.uid} is NOT in the catalog ({type(exc).__name__}: {exc}); its "
+                f"documents are safe in {run.journal.path} and lltolab.catalog.recover() "
+                "writes them once the catalog works"
+            )
+
+    def failure_check(self) -> Callable[[str, Mapping[str, Any]], None]:
+        """A callback to subscribe LAST that raises :class:`CatalogWriteError` at the stop of
+        a run the catalog failed to store (so every other subscriber got the stop first).
+
+        Without it, the writer raises at that stop itself.
+        """
+        self._deferred = True
+
+        def check(name: str, doc: Mapping[str, Any]) -> None:
+            if name == "stop":
+                with self._lock:
+                    error = self._unsaved.pop(doc.get("run_start", ""), None)
+                if error is not None:
+                    raise error
+
+        return check
 
     def _archive(self, run: _OpenRun) -> None:
         if self.archive_dir is None:
