@@ -43,3 +43,28 @@ def test_file_is_not_a_catalog_folder(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="path or URI"):
         resolve_target(3)  # type: ignore[arg-type]
     assert isinstance(resolve_target(str(tmp_path)), CatalogTarget)
+
+
+def test_cli_bad_catalog_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "file").write_text("x")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "catalog.db").write_bytes(b"not a database " * 100)
+    cases = [
+        (("runs", "--catalog", str(tmp_path / "file")), "not a folder"),
+        (("runs", "--catalog", str(tmp_path / "none")), "no catalog in"),
+        (("runs", "--catalog", str(corrupt)), "unreadable"),
+        (("replay", "-1", "--catalog", str(corrupt)), "unreadable"),
+        (("analyze", "1", "--catalog", str(corrupt)), "unreadable"),
+        (("replay", "0", "--catalog", str(corrupt)), "run 0"),
+        (("runs", "--catalog", "ftp://host/x"), "neither a folder"),
+    ]
+    for args, message in cases:
+        proc = subprocess.run([sys.executable, "-m", "lltolab.cli", *args], capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert proc.stderr.strip().count("\n") == 0, proc.stderr

@@ -91,7 +91,12 @@ def _build_local(folder: Path, readable: list[str]) -> Any:
         config = catalog_config(
             folder, readable_storage=readable, init_if_not_exists=not initialised
         )
-        app = build_app_from_config(config)
+        try:
+            app = build_app_from_config(config)
+        except (OSError, RuntimeError, ImportError) as exc:  # e.g. a corrupt database
+            raise CatalogAccessError(
+                f"catalog {folder} cannot be opened: {type(exc).__name__}: {exc}"
+            ) from exc
         if not initialised:
             (folder / INIT_MARKER).write_text("tiled catalog initialised\n")
     return from_context(Context.from_app(app))

@@ -70,9 +70,17 @@ def _row(row: tuple[Any, ...]) -> RunSummary:
                       sample_id=sample_id_of(start), start_time=when, exit_status=status)
 
 
+def _query(folder: Path, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query; an unreadable database is a one-line ValueError."""
+    try:
+        with _connect(folder) as con:
+            return con.execute(sql, args).fetchall()
+    except sqlite3.Error as exc:
+        raise ValueError(f"catalog database {folder / CATALOG_DB} is unreadable: {exc}") from None
+
+
 def _sql_list(folder: Path, n: int) -> list[RunSummary]:
-    with _connect(folder) as con:
-        rows = con.execute(f"SELECT {_COLUMNS} {_RUNS} ORDER BY id DESC LIMIT ?", (n,)).fetchall()
+    rows = _query(folder, f"SELECT {_COLUMNS} {_RUNS} ORDER BY id DESC LIMIT ?", (n,))
     out = [_row(r) for r in reversed(rows)]
     return [replace(r, interrupted=_interrupted(folder, r.uid)) if r.exit_status is None else r
             for r in out]
@@ -91,19 +99,17 @@ def _interrupted(folder: Path, uid: str) -> bool:
 
 
 def _sql_uid(folder: Path, ref: str | int) -> str:
-    with _connect(folder) as con:
-        if isinstance(ref, int) and ref < 0:
-            rows = con.execute(f"SELECT key {_RUNS} ORDER BY id DESC LIMIT 1 OFFSET ?",
-                               (-ref - 1,)).fetchall()
-        elif isinstance(ref, int):
-            rows = con.execute(f"SELECT key {_RUNS} AND json_extract(metadata, "
-                               "'$.start.scan_id') = ? ORDER BY id DESC LIMIT 1",
-                               (ref,)).fetchall()
-        else:
-            rows = con.execute(f"SELECT key {_RUNS} AND key LIKE ? ESCAPE '\\' LIMIT 2",
-                               (_like_prefix(ref),)).fetchall()
-            if len(rows) > 1:
-                raise ValueError(f"run {ref!r} matches several runs; give more of the uid")
+    if isinstance(ref, int) and ref < 0:
+        rows = _query(folder, f"SELECT key {_RUNS} ORDER BY id DESC LIMIT 1 OFFSET ?",
+                      (-ref - 1,))
+    elif isinstance(ref, int):
+        rows = _query(folder, f"SELECT key {_RUNS} AND json_extract(metadata, "
+                      "'$.start.scan_id') = ? ORDER BY id DESC LIMIT 1", (ref,))
+    else:
+        rows = _query(folder, f"SELECT key {_RUNS} AND key LIKE ? ESCAPE '\\' LIMIT 2",
+                      (_like_prefix(ref),))
+        if len(rows) > 1:
+            raise ValueError(f"run {ref!r} matches several runs; give more of the uid")
     if not rows:
         raise ValueError(f"no run {ref!r} in {folder}")
     return str(rows[0][0])

@@ -84,12 +84,17 @@ def relocate_in_place(folder: Path) -> int:
     if not db.exists():
         return 0
     here = str(folder)
-    with sqlite3.connect(db, timeout=30.0) as con:
-        try:
-            homes = _homes(con) - {here}
-        except sqlite3.OperationalError:  # no assets table yet: nothing stored
-            return 0
-        changed = sum(_rewrite(con, old, here) for old in homes)
+    try:
+        with sqlite3.connect(db, timeout=30.0) as con:
+            try:
+                homes = _homes(con) - {here}
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # nothing stored yet
+                    return 0
+                raise
+            changed = sum(_rewrite(con, old, here) for old in homes)
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"catalog database {db} is unreadable: {exc}") from None
     if homes:
         from ._config import remember_readable, stored_readable
 
@@ -131,6 +136,13 @@ def readonly_snapshot(folder: Path) -> tuple[Path, set[str]]:
         raise ValueError(f"no catalog in {folder} (no {CATALOG_DB}); the folder is read-only")
     snap = Path(tempfile.mkdtemp(prefix="lltolab-readonly-"))
     _snapshots.append(str(snap))
+    try:
+        return _snapshot_into(folder, snap)
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"catalog database in {folder} is unreadable: {exc}") from None
+
+
+def _snapshot_into(folder: Path, snap: Path) -> tuple[Path, set[str]]:
     _copy_db(folder / CATALOG_DB, snap / CATALOG_DB)
     tables = snap / TABLES_DB
     if (folder / TABLES_DB).is_file():
