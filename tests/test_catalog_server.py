@@ -25,6 +25,7 @@ from lltolab.catalog import (
     PostgresUnavailable,
     list_runs,
     open_catalog,
+    quick_list,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -201,6 +202,11 @@ def test_two_writers_and_a_reader_on_postgresql(server) -> None:
     assert all(r.exit_status == "success" for r in runs)
     scan_ids = [r.scan_id for r in runs]
     assert len(set(scan_ids)) == len(scan_ids)  # distinct across the two writers
+    assert quick_list(uri, n=100, api_key=KEY) == runs  # the CLI's HTTP listing agrees
+    from databroker import Broker  # databroker users: the v1 API on the served catalog
+
+    assert len(Broker(reader)[-1].table()) >= 1
+    assert reader.v1[runs[-1].uid].start["sample_id"] == runs[-1].sample_id
     for out, sample in zip(outs, ("LLTO-W1", "LLTO-W2"), strict=True):
         assert Path(out["exports"]) == server["exports"]  # where the server reads them
         mine = [r for r in runs if r.uid in out["uids"]]
