@@ -183,7 +183,7 @@ def _shell(args: argparse.Namespace) -> int:
 
     from lltolab.session import start  # noqa: PLC0415
 
-    session = start(args.config, sim=args.sim, catalog=args.catalog,
+    session = start(args.config, sim=args.sim, catalog=args.catalog, api_key=args.api_key,
                     sample_id=args.sample_id)
     namespace = {"session": session, "RE": session.RE, "db": session.catalog,
                  "plans": session.plans, **session.devices}
@@ -251,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--sim", action="store_true", help="the virtual lab (else: --config)")
     sh.add_argument("--config", default=None, help="TOML configuration of the instruments")
     sh.add_argument("--catalog", default=None)
+    sh.add_argument("--api-key", default=None)
     sh.add_argument("--sample-id", default=None)
     sh.set_defaults(func=_shell)
 
