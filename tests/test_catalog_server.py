@@ -203,10 +203,6 @@ def test_two_writers_and_a_reader_on_postgresql(server) -> None:
     scan_ids = [r.scan_id for r in runs]
     assert len(set(scan_ids)) == len(scan_ids)  # distinct across the two writers
     assert quick_list(uri, n=100, api_key=KEY) == runs  # the CLI's HTTP listing agrees
-    from databroker import Broker  # databroker users: the v1 API on the served catalog
-
-    assert len(Broker(reader)[-1].table()) >= 1
-    assert reader.v1[runs[-1].uid].start["sample_id"] == runs[-1].sample_id
     for out, sample in zip(outs, ("LLTO-W1", "LLTO-W2"), strict=True):
         assert Path(out["exports"]) == server["exports"]  # where the server reads them
         mine = [r for r in runs if r.uid in out["uids"]]
@@ -217,3 +213,48 @@ def test_two_writers_and_a_reader_on_postgresql(server) -> None:
         assert table["sims_li6_counts"].shape[1:] == (206, 512)
         np.testing.assert_array_equal(np.asarray(table["sims_li6_counts"]),
                                       run["primary"]["sims_li6_counts"].read())
+
+    from databroker import Broker  # databroker users: the v1 API on the served catalog
+
+    v1_client = open_catalog(uri, api_key=KEY)
+    image_uid = next(r.uid for r in runs if r.plan_name == "sims_image")
+    assert len(Broker(v1_client)[image_uid].table()) == 1  # one image per image run
+    assert v1_client.v1[-1].start["uid"] == runs[-1].uid
+
+
+def test_server_on_a_catalog_folder_writes_reads_and_stops_on_sigint(tmp_path: Path) -> None:
+    import signal
+
+    from bluesky import RunEngine
+    from bluesky.plans import scan
+    from ophyd.sim import det, motor
+
+    from lltolab.catalog import catalog_writer
+
+    proc = subprocess.Popen(
+        [*LLTOLAB, "server", "--catalog", str(tmp_path / "cat"), "--port", "0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(_first_line(proc, 240.0))
+        key, uri = info["api_key"], info["uri"]  # a key generated for this server
+        assert key.isalnum() and len(key) >= 16
+        engine = RunEngine({})
+        engine.subscribe(catalog_writer(uri, api_key=key, journal_dir=tmp_path / "journal"))
+        (uid,) = engine(scan([det], motor, 0.0, 1.0, 3), sample_id="LLTO-folder-srv")
+        run = open_catalog(uri, api_key=key)[uid]
+        np.testing.assert_allclose(run["primary"].read()["motor"].values, [0.0, 0.5, 1.0])
+        assert run.metadata["stop"]["exit_status"] == "success"
+        assert open_catalog(uri, api_key=key).metadata["lltolab"]["exports"] == str(
+            (tmp_path / "cat" / "sim-exports").resolve())
+        with pytest.raises(CatalogAccessError, match="refused"):
+            open_catalog(uri, api_key="wrongkey123")
+        # the folder itself lists the run the server wrote
+        assert [r.uid for r in quick_list(tmp_path / "cat")] == [uid]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
