@@ -51,6 +51,11 @@ def test_counter_floor_and_current_md(tmp_path: Path) -> None:
     assert counter({}) == 42
     assert ScanIdCounter(tmp_path)({"scan_id": 100}) == 101  # a user's jump is honoured
     assert ScanIdCounter(tmp_path).last() == 101
+
+    def outage() -> int:
+        raise ConnectionError("server down")
+
+    assert ScanIdCounter(tmp_path, floor=outage)({}) == 102  # the local counter goes on
     (tmp_path / "scan_id").write_text('"x"')
     with pytest.raises(ValueError, match="scan_id file"):
         ScanIdCounter(tmp_path).last()

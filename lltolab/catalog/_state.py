@@ -14,6 +14,7 @@ state therefore lives in plain files changed under an exclusive file lock, one c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +25,8 @@ from typing import Any
 from ._locks import FileLock
 
 __all__ = ["PersistentMetadata", "ScanIdCounter", "sample_record_path"]
+
+logger = logging.getLogger("lltolab.catalog")
 
 #: longest wait for another process holding the state lock (s)
 STATE_LOCK_TIMEOUT_S = 30.0
@@ -62,7 +65,7 @@ class ScanIdCounter:
         The target's session-state folder.
     floor : callable, optional
         Returns the highest scan_id known elsewhere (e.g. the newest run of a server); the next
-        scan_id is above it too.
+        scan_id is above it too. If it fails, the local counter alone decides.
     """
 
     def __init__(self, folder: str | os.PathLike[str],
@@ -88,7 +91,11 @@ class ScanIdCounter:
             if isinstance(current, int) and not isinstance(current, bool):
                 candidates.append(current)
             if self._floor is not None:
-                candidates.append(int(self._floor() or 0))
+                try:
+                    candidates.append(int(self._floor() or 0))
+                except Exception:  # e.g. a server outage: the local counter still holds
+                    logger.warning("scan_id floor unavailable; counting on from %s",
+                                   self.path, exc_info=True)
             value = max(candidates) + 1
             _write_atomic(self.path, json.dumps(value))
         return value
