@@ -258,3 +258,13 @@ def test_server_on_a_catalog_folder_writes_reads_and_stops_on_sigint(tmp_path: P
             proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_postgres_cluster_checks_its_arguments(postgres) -> None:
+    for bad in ("Bad-Name", "1abc", "", "x" * 64, "a;drop"):
+        with pytest.raises(ValueError, match="database name"):
+            postgres.create_database(bad)
+    for port in (0, 70000, "5432"):
+        with pytest.raises(ValueError, match="port"):
+            PostgresCluster(port=port)  # type: ignore[arg-type]
+    assert postgres.uri.startswith("postgresql://postgres@127.0.0.1:")

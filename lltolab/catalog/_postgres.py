@@ -111,15 +111,20 @@ class PostgresCluster:
             return self.uri
         self.folder = Path(tempfile.mkdtemp(prefix="lltolab-pg-"))
         data = self.folder / "data"
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres", "postgres")
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--no-sync")
-        options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -F "
-                   "-c max_connections=200 -c shared_buffers=32MB")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", options,
-                  "-l", str(self.folder / "server.log"), "-w", "-t", str(int(self.timeout_s)),
-                  "start")
+        try:
+            if os.geteuid() == 0:
+                shutil.chown(self.folder, "postgres", "postgres")
+            self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A",
+                      "trust", "-E", "UTF8", "--no-sync")
+            options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -F "
+                       "-c max_connections=200 -c shared_buffers=32MB")
+            self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", options,
+                      "-l", str(self.folder / "server.log"), "-w", "-t",
+                      str(int(self.timeout_s)), "start")
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+            raise
         self._running = True
         return self.uri
 
