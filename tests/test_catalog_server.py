@@ -169,7 +169,8 @@ _WRITER = """
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_two_writers_and_a_reader_on_postgresql(server) -> None:
-    """The card's workflow twice at once (two processes, two samples), read while written."""
+    """The exchange → image → anneal → re-image workflow twice at once (two processes, two
+    samples), read while it is written."""
     uri = server["uri"]
     writers = [subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_WRITER), uri, KEY, sample, str(seed)],
