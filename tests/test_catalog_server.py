@@ -175,7 +175,8 @@ def test_two_writers_and_a_reader_on_postgresql(server) -> None:
     writers = [subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_WRITER), uri, KEY, sample, str(seed)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "TILED_API_KEY": ""},  # the key comes from the config section
+        env={**os.environ, "TILED_API_KEY": "",  # the key comes from the config section
+             "XDG_DATA_HOME": str(server["root"] / "user-data")},  # session state
     ) for seed, sample in enumerate(("LLTO-W1", "LLTO-W2"))]
 
     reader = open_catalog(uri, api_key=KEY)
