@@ -51,6 +51,10 @@ def find_postgres_bin() -> Path:
     )
 
 
+def _is_root() -> bool:
+    return getattr(os, "geteuid", lambda: -1)() == 0
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,7 +95,7 @@ class PostgresCluster:
 
     def _run(self, *cmd: str) -> subprocess.CompletedProcess[str]:
         argv = list(cmd)
-        if os.geteuid() == 0:
+        if _is_root():
             argv = ["runuser", "-u", "postgres", "--", *argv]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True,
@@ -112,7 +116,7 @@ class PostgresCluster:
         self.folder = Path(tempfile.mkdtemp(prefix="lltolab-pg-"))
         data = self.folder / "data"
         try:
-            if os.geteuid() == 0:
+            if _is_root():
                 shutil.chown(self.folder, "postgres", "postgres")
             self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A",
                       "trust", "-E", "UTF8", "--no-sync")
