@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+from typing import Any
 
 from lltolab._cli_errors import OneLineArgumentParser, run_guarded
 
@@ -18,22 +19,23 @@ def _demo(args: argparse.Namespace) -> int:
     import time  # noqa: PLC0415
 
     t0 = time.perf_counter()
-    from pathlib import Path  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415
 
-    from lltolab.catalog import default_catalog_path  # noqa: PLC0415
+    from lltolab.catalog import default_catalog_path, resolve_target  # noqa: PLC0415
     from lltolab.run_analysis import analyze_runs  # noqa: PLC0415
     from lltolab.session import start  # noqa: PLC0415
     from lltolab.vocabulary import IMAGING_PLANS, ROOM_K  # noqa: PLC0415
 
-    folder = Path(args.catalog or default_catalog_path().parent / "demo").expanduser()
+    target = resolve_target(args.catalog or default_catalog_path().parent / "demo")
+    # figures next to the catalog folder, or next to the server's session state
+    folder = target.folder if target.folder is not None else target.state_dir.parent
     sample_id = f"LLTO-demo-seed{args.seed}"
     exchange_s, anneal_K, anneal_s = 59 * 3600.0, 473.15, 3.8 * 3600.0
     positions = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0,
                  2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
-    with start(sim=True, catalog=folder, sample_id=sample_id, seed=args.seed,
-               callbacks=not args.json) as session:
+    with start(sim=True, catalog=target, sample_id=sample_id, seed=args.seed,
+               callbacks=not args.json, api_key=args.api_key) as session:
         plans = session.plans
         uids = session.RE(plans.exchange_quench_image_anneal_reimage(
             **session.workflow_devices(), exchange_s=exchange_s, anneal_K=anneal_K,
@@ -64,14 +66,14 @@ def _demo(args: argparse.Namespace) -> int:
             else None,
             "d_eff_cm2_s_200C": evo[0]["d_eff_cm2_s"] if evo else None,
         }
-        out = {"catalog": str(folder), "exports": str(lab.export_folder),
+        out = {"catalog": str(target), "exports": str(lab.export_folder),
                "runs": list(uids), "truth": truth, "extracted": extracted,
                "figures": [f for r in results for f in r.get("figures", [])],
                "wall_s": time.perf_counter() - t0}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"\nlltolab demo: {len(uids)} runs stored in {folder}")
+        print(f"\nlltolab demo: {len(uids)} runs stored in {target}")
         print(f"{'quantity':28s} {'truth':>12s} {'extracted':>12s} {'ratio':>7s}")
         for key, true in truth.items():
             got = extracted[key]
@@ -104,22 +106,41 @@ def _sim_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(args: argparse.Namespace) -> object:
-    from lltolab.catalog import default_catalog_path, open_catalog  # noqa: PLC0415
+def _server(args: argparse.Namespace) -> int:
+    from lltolab.catalog import ServerSettings, serve  # noqa: PLC0415
 
-    target = args.catalog or default_catalog_path()
-    return open_catalog(str(target), api_key=getattr(args, "api_key", None), create=False)
+    settings = ServerSettings(args.catalog, tables=args.tables, data=args.data,
+                              exports=args.exports, api_key=args.api_key)
+
+    def ready(info: dict[str, str]) -> None:
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            print(f"lltolab server: {info['uri']}  API key {info['api_key']}\n"
+                  f"  SIMS exports read from {settings.exports}; Ctrl-C to stop", flush=True)
+
+    serve(settings, host=args.host, port=args.port, ready=ready)
+    return 0
+
+
+def _open(args: argparse.Namespace) -> object:
+    from lltolab.catalog import open_catalog, resolve_target  # noqa: PLC0415
+
+    target = resolve_target(args.catalog)
+    return open_catalog(target, api_key=getattr(args, "api_key", None), create=False)
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from lltolab.catalog import format_runs, list_runs  # noqa: PLC0415
+    from lltolab.catalog import format_runs, quick_list  # noqa: PLC0415 - fast: no tiled stack
 
-    print(format_runs(list_runs(_open(args), n=args.n)))
+    print(format_runs(quick_list(args.catalog, n=args.n, api_key=args.api_key)))
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from lltolab.catalog import replay  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415
+
+    from lltolab import catalog  # noqa: PLC0415 - fast path: no tiled stack for table/jsonl
 
     kind, *rest = args.callback
     if kind not in ("table", "bec", "jsonl"):
@@ -129,23 +150,32 @@ def _replay(args: argparse.Namespace) -> int:
     if kind != "jsonl" and rest:
         raise ValueError(f"--callback {kind} takes no FILE (only jsonl writes one)")
     out_file = rest[0] if rest else None
-    cat = _open(args)
-    run = cat[int(args.run) if args.run.lstrip("-").isdigit() else args.run]
-    if kind == "jsonl":
-        from lltolab.queue._replay import JsonLinesWriter  # noqa: PLC0415
-
-        with JsonLinesWriter(out_file) as writer:
-            n = replay(run, [writer])
-    else:
+    ref = catalog.parse_run_ref(args.run)
+    uid = catalog.quick_uid(args.catalog, ref, api_key=args.api_key)
+    if kind == "bec":
         from bluesky.callbacks.best_effort import BestEffortCallback  # noqa: PLC0415
 
-        bec = BestEffortCallback()
-        if kind == "table":
-            bec.disable_plots()
-        n = replay(run, [bec])
-        if kind == "bec":
-            _show_figures()
-    print(f"replayed {n} documents of run {run.metadata['start']['uid']}",
+        n = catalog.replay(_open(args)[uid], [BestEffortCallback()])
+        _show_figures()
+    else:
+        if kind == "jsonl":
+            from lltolab.queue._replay import JsonLinesWriter  # noqa: PLC0415
+
+            context: Any = JsonLinesWriter(out_file)
+        else:
+            context = contextlib.nullcontext(catalog.ReplayTable())
+        with context as callback:
+            docs = catalog.iter_documents(args.catalog, uid, api_key=args.api_key)
+            if docs is None:  # a run without a document archive: rebuilt by tiled
+                n = catalog.replay(_open(args)[uid], [callback])
+            else:
+                n = 0
+                for name, doc in docs:
+                    if name == "stop" and not doc:
+                        continue
+                    callback(name, doc)
+                    n += 1
+    print(f"replayed {n} documents of run {uid}",
           file=sys.stderr if out_file == "-" else sys.stdout)
     return 0
 
@@ -196,7 +226,8 @@ def _shell(args: argparse.Namespace) -> int:
     def build() -> None:
         try:
             session = start(args.config, sim=args.sim, catalog=args.catalog,
-                            sample_id=args.sample_id, plots=args.plots)
+                            sample_id=args.sample_id, plots=args.plots,
+                            api_key=args.api_key)
         except BaseException as exc:  # noqa: BLE001 - reported at the first command
             built["error"] = exc
             done.set()
@@ -261,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(prog="lltolab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the full simulated workflow")
-    demo.add_argument("--catalog", default=None, help="catalog folder")
+    demo.add_argument("--catalog", default=None, help="catalog folder or tiled server URI")
+    demo.add_argument("--api-key", default=None, help="API key of a tiled server "
+                      "(default $TILED_API_KEY)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the virtual sample")
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.set_defaults(func=_demo)
@@ -293,10 +326,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit a surface offset (meniscus) in the erfc fit")
     ana.set_defaults(func=_analyze)
 
+    srv = sub.add_parser("server", help="serve a catalog with tiled's server (API key "
+                         "always required)")
+    srv.add_argument("--catalog", required=True, help="catalog folder or postgresql:// URI")
+    srv.add_argument("--tables", default=None,
+                     help="tabular data: folder or postgresql:// URI (default: the catalog's)")
+    srv.add_argument("--data", default=None, help="folder for arrays written by tiled")
+    srv.add_argument("--exports", default=None,
+                     help="folder of SIMS exports and assets the server reads")
+    srv.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="TCP port (0: a free one)")
+    srv.add_argument("--api-key", default=None, help="API key (default: generated)")
+    srv.add_argument("--json", action="store_true",
+                     help='print {"uri": ..., "api_key": ...} as the first stdout line')
+    srv.set_defaults(func=_server)
+
     sh = sub.add_parser("shell", help="IPython with a session loaded")
     sh.add_argument("--sim", action="store_true", help="the virtual lab (else: --config)")
     sh.add_argument("--config", default=None, help="TOML configuration of the instruments")
     sh.add_argument("--catalog", default=None)
+    sh.add_argument("--api-key", default=None)
     sh.add_argument("--sample-id", default=None)
     sh.add_argument("--plots", action="store_true", help="live plots of the BestEffortCallback")
     sh.set_defaults(func=_shell)

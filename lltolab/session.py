@@ -138,25 +138,24 @@ def _load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> d
         return tomllib.load(f)
 
 
-def _persistent_md(folder: Path) -> Any:
-    from bluesky.utils import PersistentDict  # noqa: PLC0415
+def _server_export_folder(server: Any, uri: str) -> Path:
+    """The folder a ``lltolab server`` reads SIMS exports from, checked writable here."""
+    from lltolab.catalog import server_exports  # noqa: PLC0415
 
-    folder.mkdir(parents=True, exist_ok=True)
-    return PersistentDict(str(folder))
-
-
-def _release_md(md: Any) -> None:
-    """Write the persistent md now and never again from this object.
-
-    bluesky's PersistentDict also writes its whole cache when garbage-collected; from a closed
-    session that late write would go over the files of a newer session on the same folder
-    (stale scan_id, or errors from zict about files the newer one replaced).
-    """
-    finalizer = getattr(md, "_finalizer", None)
-    if finalizer is not None:
-        finalizer()  # flushes once; a weakref.finalize never runs twice
-    else:
-        md.flush()
+    folder = server_exports(server)
+    if folder is None:
+        raise ValueError(f"tiled server {uri} does not name the folder it reads SIMS exports "
+                         "from; pass export_folder= (a folder in its readable storage)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"the export folder {folder} of tiled server {uri} is not usable "
+                         f"here ({exc.strerror}); pass export_folder= (a folder the server "
+                         "reads, e.g. a shared mount)") from None
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"the export folder {folder} of tiled server {uri} is not writable "
+                         "here; pass export_folder= (a folder the server reads)")
+    return folder
 
 
 def start(
@@ -171,6 +170,7 @@ def start(
     lab: Any = None,
     export_folder: str | os.PathLike[str] | None = None,
     plots: bool = False,
+    api_key: str | None = None,
 ) -> Session:
     """Build a session.
 
@@ -201,10 +201,21 @@ def start(
         Use this simulated lab instead of building one (sim).
     export_folder : path, optional
         Where the simulated SurfaceLab exports (sim); default ``<catalog>/sim-exports`` so
-        the stored runs' image files outlive the session.
+        the stored runs' image files outlive the session, or for a server the folder it reads
+        exports from (``lltolab server --exports``).
+    api_key : str, optional
+        API key of a tiled server catalog (default: ``[catalog] api_key`` of the
+        configuration, else ``$TILED_API_KEY``). The server is checked before anything else
+        is built: unreachable, or a missing or refused key, raises
+        :class:`lltolab.catalog.CatalogAccessError` (a ValueError).
+
     plots : bool
         Live plots of the BestEffortCallback (with ``callbacks``); ``s.bec.enable_plots()``
         switches them on later.
+
+    Session state (scan_id counter, persistent metadata, sample records) belongs to the
+    catalog target (:attr:`lltolab.catalog.CatalogTarget.state_dir`); several sessions may
+    write to one target at once, each with its own sample, and get distinct scan_ids.
     """
     if _SHELL_SESSION is not None:
         import sys  # noqa: PLC0415
@@ -216,7 +227,15 @@ def start(
         raise ValueError(f"plots must be True or False, got {plots!r}")
     from bluesky import RunEngine  # noqa: PLC0415 - heavy imports kept out of module import
 
-    from lltolab.catalog import catalog_writer, default_catalog_path, open_catalog  # noqa: PLC0415
+    from lltolab.catalog import (  # noqa: PLC0415
+        PersistentMetadata,
+        ScanIdCounter,
+        catalog_writer,
+        newest_scan_id,
+        open_catalog,
+        resolve_target,
+        sample_record_path,
+    )
     from lltolab.devices import SampleRecord  # noqa: PLC0415
 
     cfg = load_config(config)
@@ -227,14 +246,16 @@ def start(
     if not (math.isfinite(time_scale) and time_scale > 0):
         raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
     cat_cfg = cfg.get("catalog", {})
-    target = catalog or cat_cfg.get("uri") or cat_cfg.get("path") or default_catalog_path()
-    is_uri = str(target).startswith(("http://", "https://"))
-    state_dir = (Path(target).expanduser() if not is_uri else default_catalog_path()) / "session"
+    target = resolve_target(catalog or cat_cfg.get("uri") or cat_cfg.get("path"))
+    state_dir = target.state_dir
+    key = api_key or cat_cfg.get("api_key") or os.environ.get("TILED_API_KEY") or None
+    server = open_catalog(target, api_key=key) if target.is_server else None  # fail early
 
     closers: list[Any] = []
     if sim:
-        if export_folder is None and not is_uri:
-            export_folder = Path(target).expanduser() / "sim-exports"
+        if export_folder is None:
+            export_folder = (target.sim_exports_dir if server is None
+                             else _server_export_folder(server, target.location))
         devices, lab = _sim_devices(seed, time_scale, lab, export_folder)
         closers.append(lab.close)
     else:
@@ -244,15 +265,18 @@ def start(
         if hasattr(dev, "close"):
             closers.append(dev.close)
 
-    record = SampleRecord(name=DeviceName.RECORD, path=state_dir / "sample.json")
-    sid = sample_id or cfg.sample.id
+    md = PersistentMetadata(state_dir / "md.json")
+    sid = sample_id or cfg.sample.id or md.get("sample_id") or None
+    record = SampleRecord(name=DeviceName.RECORD, path=sample_record_path(state_dir, sid))
     if sid and sid != record.sample_id.get():
         record.reset(sid)
     devices[DeviceName.RECORD] = record
 
-    md = _persistent_md(state_dir / "md")
-    closers.append(lambda: _release_md(md))
-    RE = RunEngine(md)
+    counter = ScanIdCounter(state_dir, floor=(lambda: newest_scan_id(server))
+                            if server is not None else None)
+    RE = RunEngine(md, scan_id_source=counter)
+    if RE.md.get("scan_id") != counter.last():
+        RE.md["scan_id"] = counter.last()
     RE.md_validator = require_sample_id
     if record.sample_id.get():
         RE.md["sample_id"] = record.sample_id.get()
@@ -260,13 +284,14 @@ def start(
         RE.md["simulated"] = True
 
     readable = [str(devices["sims"].asset_dir)] if hasattr(devices["sims"], "asset_dir") else []
-    writer = catalog_writer(str(target), api_key=cat_cfg.get("api_key"),
-                            readable_storage=readable or None, background=True,
+    writer = catalog_writer(server if server is not None else target, api_key=key,
+                            journal_dir=target.journal_dir,
+                            readable_storage=readable or None, background=server is None,
                             batch_size=lambda start: 1 if start.get("plan_name") in
                             IMAGING_PLANS else 1000)
     RE.subscribe(writer)
-    client = _LazyCatalog(lambda: open_catalog(str(target), api_key=cat_cfg.get("api_key"),
-                                               readable_storage=readable or None))
+    client = _LazyCatalog(lambda: server if server is not None else
+                          open_catalog(target, readable_storage=readable or None))
 
     bec = None
     if callbacks:
@@ -283,6 +308,9 @@ def start(
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
     max_k = cfg.suspenders.stage_imaging_max_K
     _install_stage_suspender(session, max_k, poll_s=0.1 if sim else 2.0)
+    # last subscriber: a run the catalog failed to store raises at its stop (after every
+    # other callback saw the stop), so the RE call reports it
+    RE.subscribe(writer.failure_check())
     return session
 
 

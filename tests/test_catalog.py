@@ -30,6 +30,7 @@ from ophyd.sim import det, motor
 
 from lltolab.catalog import (
     RECOVERED_REASON,
+    CatalogWriteError,
     CatalogWriter,
     RunSummary,
     catalog_config,
@@ -38,6 +39,7 @@ from lltolab.catalog import (
     format_runs,
     list_runs,
     open_catalog,
+    quick_list,
     read_journal,
     recover,
     replay,
@@ -282,9 +284,15 @@ def test_kill_9_mid_run_loses_no_emitted_event(catalog, folder):
         live_uid = next(line.split()[1] for line in lines if line.startswith("start "))
         live = next(r for r in list_runs(catalog, n=5) if r.uid == live_uid)
         assert live.exit_status is None and live.sample_id == "LLTO-kill"
+        quick = next(r for r in quick_list(folder, n=5) if r.uid == live_uid)
+        assert quick.exit_status is None and not quick.interrupted  # its writer holds it
+        assert quick.as_row().endswith("open")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         lines += _rest(proc)
+        # catalog faults: a crashed run is shown as interrupted at once, not as open
+        crashed = next(r for r in quick_list(folder, n=5) if r.uid == live_uid)
+        assert crashed.interrupted and crashed.as_row().endswith("interrupted")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -380,14 +388,16 @@ def test_background_writer_journals_before_the_catalog_is_open(catalog, folder):
     (uid,) = engine(count([det], num=3), sample_id="LLTO-late")
     assert catalog[uid].metadata["stop"]["exit_status"] == "success"
 
-    # the catalog never opens: nothing is lost, recover() writes the run later
+    # the catalog never opens: the run fails loudly, nothing is lost, recover() writes it later
     failed: Future = Future()
     failed.set_exception(OSError("catalog disk unavailable"))
     writer = CatalogWriter(failed, journal_dir=folder / "journal")
     engine = RunEngine({})
     engine.subscribe(writer)
-    (uid,) = engine(count([det], num=3), sample_id="LLTO-offline")
-    assert writer.failed_runs == [uid] and (folder / "journal" / f"{uid}.jsonl").exists()
+    with pytest.raises(CatalogWriteError, match="NOT in the catalog.*catalog disk unavailable"):
+        engine(count([det], num=3), sample_id="LLTO-offline")
+    (uid,) = writer.failed_runs
+    assert (folder / "journal" / f"{uid}.jsonl").exists()
     assert recover(folder) == [uid]
     assert catalog[uid].metadata["stop"]["exit_status"] == "success"  # the real stop was kept
     assert len(catalog[uid]["primary"].read()["det"]) == 3
@@ -498,3 +508,118 @@ def test_tiled_server_uri_with_api_key(tmp_path):
             server.kill()
             server.wait(timeout=10)
         log.close()
+
+
+# -- quick reads (the CLI's runs / replay without tiled's stack) -------------------------------
+def test_quick_list_matches_tiled_and_archive_replays_the_original_documents(
+        catalog, folder, scan_run, sims_run):
+    from lltolab.catalog import iter_documents, parse_run_ref, quick_list, quick_uid
+
+    assert quick_list(folder, n=50) == list_runs(catalog, n=50)
+    assert quick_list(folder, n=2) == list_runs(catalog, n=2)
+    start = catalog[scan_run].metadata["start"]
+    for scan_id in {r.scan_id for r in list_runs(catalog, n=50)}:  # newest of that scan_id
+        assert quick_uid(folder, scan_id) == catalog[scan_id].metadata["start"]["uid"]
+    assert quick_uid(folder, scan_run[:10]) == scan_run
+    assert quick_uid(folder, -1) == catalog[-1].metadata["start"]["uid"]
+    with pytest.raises(ValueError, match="no run"):
+        quick_uid(folder, 10**6)
+    with pytest.raises(ValueError, match="run 0"):
+        parse_run_ref("0")
+    with pytest.raises(ValueError, match="5 characters"):
+        parse_run_ref("ab")
+    assert parse_run_ref("-2") == -2 and parse_run_ref(" 7 ") == 7
+    # the archive holds exactly what the RunEngine emitted (original uids)
+    docs = list(iter_documents(folder, scan_run))
+    assert docs[0] == ("start", json.loads(json.dumps(start)))
+    assert [n for n, _ in docs].count("event") == 5 and docs[-1][0] == "stop"
+    for name, doc in docs:
+        schema_validators[DocumentNames[name]].validate(doc)
+    assert iter_documents(folder, "0000-not-a-run") is None
+    with pytest.raises(ValueError, match="no catalog in"):
+        quick_list(folder / "nothing")
+
+
+@pytest.mark.timeout(200)
+def test_cli_runs_and_replay_answer_fast(folder, scan_run):
+    """CPU time of the whole command (Python start included): ≤ 1 s on this catalog."""
+    import resource
+
+    for args in (("runs", "--catalog", str(folder)), ("replay", scan_run[:8], "--catalog",
+                                                      str(folder))):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run([sys.executable, "-m", "lltolab.cli", *args], capture_output=True,
+                              text=True, timeout=120, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        assert proc.returncode == 0, proc.stderr
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        assert cpu < 1.0, (args, cpu)
+    assert "replayed" in proc.stdout and scan_run in proc.stdout
+    assert "motor" in proc.stdout and "det" in proc.stdout  # the table of the scan
+
+
+def test_databroker_v1_api_on_an_lltolab_catalog(catalog, scan_run, sims_run):
+    from databroker import Broker
+
+    db = Broker(catalog)
+    table = db[scan_run].table()
+    np.testing.assert_allclose(table["motor"].values, np.linspace(-1.0, 1.0, 5))
+    assert list(table.index) == [1, 2, 3, 4, 5]
+    assert db[scan_run].start["sample_id"] == "LLTO-A1"
+    assert catalog.v1[-1].start["uid"] == catalog[-1].metadata["start"]["uid"]
+    assert len(catalog.v1[sims_run].table()) == 2
+
+
+# -- catalog faults: named regression tests ------------------------------------------------------
+def _journal_of_a_run(num: int) -> tuple[str, list[tuple[str, dict]]]:
+    docs: list[tuple[str, dict]] = []
+    engine = RunEngine({})
+    engine.subscribe(lambda name, doc: docs.append((name, json.loads(json.dumps(doc)))))
+    (uid,) = engine(count([det], num=num), sample_id="LLTO-salvage")
+    return uid, docs
+
+
+def test_catalog_fault_recovery_keeps_every_readable_journal_line(catalog, folder):
+    uid, docs = _journal_of_a_run(6)
+    lines = [json.dumps({"name": n, "doc": d}) for n, d in docs[:-1]]  # crashed before stop
+    events = [i for i, (n, _) in enumerate(docs) if n == "event"]
+    lines[events[2]] = lines[events[2]][:40] + "\x00garbled"  # one corrupt line mid-file
+    journal = folder / "journal" / f"{uid}.jsonl"
+    journal.write_text("\n".join(lines) + "\n")
+    assert recover(folder) == [uid]
+    run = catalog[uid]
+    assert run["primary"].read()["det"].shape == (5,)  # the 5 readable events of 6
+    assert run.metadata["stop"]["num_events"] == {"primary": 5}
+    assert "garbled" in (folder / "journal" / f"{uid}.unreadable").read_text()
+    (folder / "journal" / f"{uid}.unreadable").unlink()
+
+
+def test_catalog_fault_recovery_without_a_readable_start_keeps_the_run(catalog, folder):
+    uid, docs = _journal_of_a_run(3)
+    lines = [json.dumps({"name": n, "doc": d}) for n, d in docs]
+    lines[0] = "{torn start"
+    (folder / "journal" / f"{uid}.jsonl").write_text("\n".join(lines) + "\n")
+    assert recover(folder) == [uid]
+    run = catalog[uid]
+    assert run.metadata["start"]["recovered_without_start"] is True
+    assert run.metadata["stop"]["exit_status"] == "success"  # the real stop was kept
+    assert run["primary"].read()["det"].shape == (3,)
+    (folder / "journal" / f"{uid}.unreadable").unlink()
+
+
+def test_catalog_fault_failed_write_fails_the_run_loudly(tmp_path):
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    (bad / "catalog.db").write_bytes(b"this is not an SQLite database" * 100)
+    writer = catalog_writer(bad, background=True)
+    engine = RunEngine({})
+    engine.subscribe(writer)
+    seen: list[str] = []
+    engine.subscribe(lambda name, doc: seen.append(name))
+    engine.subscribe(writer.failure_check())  # last: every other callback sees the stop
+    with pytest.raises(CatalogWriteError, match="NOT in the catalog"):
+        engine(count([det], num=2), sample_id="LLTO-corrupt")
+    assert seen[-1] == "stop" and engine.state == "idle"
+    (uid,) = writer.failed_runs
+    kept = read_journal(bad / "journal" / f"{uid}.jsonl")  # nothing lost
+    assert [n for n, _ in kept].count("event") == 2 and kept[-1][0] == "stop"
