@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import textwrap
@@ -118,15 +119,15 @@ def test_missing_wrong_key_or_unreachable_server_is_one_line_exit_2(server, tmp_
     env = {"TILED_API_KEY": ""}
     cases = [
         (("runs", "--catalog", uri), "needs an API key"),
-        (("runs", "--catalog", uri, "--api-key", "wrongkey123"), "refused the API key"),
-        (("replay", "-1", "--catalog", uri, "--api-key", "wrongkey123"), "refused"),
+        (("runs", "--catalog", uri, "--api-key", "wrongkey123"), "refused the API key|401"),
+        (("replay", "-1", "--catalog", uri, "--api-key", "wrongkey123"), "refused|401"),
         (("analyze", "1", "--catalog", uri), "needs an API key"),
-        (("runs", "--catalog", "http://127.0.0.1:9", "--api-key", KEY), "unreachable"),
+        (("runs", "--catalog", "http://127.0.0.1:9", "--api-key", KEY), "unreachable|cannot reach"),
     ]
     for args, message in cases:
         proc = _cli(*args, env=env)
         assert proc.returncode == 2, (args, proc.stderr)
-        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
     # demo: no plan starts, and no local folder named after the address is created
     proc = subprocess.run([*LLTOLAB, "demo", "--catalog", uri, "--api-key", "wrongkey123"],

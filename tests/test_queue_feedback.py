@@ -203,10 +203,11 @@ def test_lazy_best_effort_callback_builds_on_first_document_and_switches_plots()
         LazyBestEffortCallback(plots="yes")
 
 
-def test_shell_with_a_bad_configuration_says_so_at_the_first_command(tmp_path):
+def test_shell_with_a_bad_configuration_says_so_in_one_line(tmp_path):
+    """Refused before IPython starts (the CLI's early checks), or at the first command."""
     proc = subprocess.run(
         [sys.executable, "-m", "lltolab.cli", "shell", "--config", str(tmp_path / "no.toml")],
         input="print('AFTER')\n", capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "could not build the session" in proc.stderr and "does not exist" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert "AFTER" not in proc.stdout
