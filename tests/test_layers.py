@@ -66,3 +66,13 @@ def test_import_contracts_hold(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 broken" in proc.stdout, proc.stdout
+
+
+def test_test_modules_are_named_after_what_they_cover() -> None:
+    """``test_<module>[_<topic>].py``: the lltolab module first (``layers``: this file)."""
+    covered = {name.removeprefix("lltolab.") for name in _top_level_modules()} | {"layers"}
+    for path in (REPO / "tests").glob("test_*.py"):
+        stem = path.stem.removeprefix("test_")
+        assert any(stem == m or stem.startswith(f"{m}_") for m in covered), (
+            f"{path.name}: name a test module after the lltolab module it covers "
+            f"({', '.join(sorted(covered))})")
