@@ -30,7 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
     positions = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0,
                  2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
     with start(sim=True, catalog=folder, sample_id=sample_id, seed=args.seed,
-               callbacks=not args.json) as session:
+               time_scale=None, callbacks=not args.json) as session:
         plans = session.plans
         uids = session.RE(plans.exchange_quench_image_anneal_reimage(
             **session.workflow_devices(), exchange_s=exchange_s, anneal_K=anneal_K,
