@@ -29,7 +29,7 @@ STAGE_IMAGING_MAX_K = 173.15
 IMAGING_PLANS = ("sims_image", "sims_line_profile")
 SIM_POLL_S = 5.0
 """Lab seconds between temperature polls of the simulated instruments on a stepped clock."""
-SUSPENDED_STEP_S = 30.0
+SUSPENDED_STEP_S = 10.0
 """Lab seconds that pass per watchdog poll while a run is suspended on a stepped clock."""
 
 
@@ -426,6 +426,7 @@ def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -
     lab = session.lab
     stepped = lab is not None and lab.clock.stepped
     armed = threading.Event()
+    suspended = threading.Event()  # the RunEngine is waiting for the stage to cool
     stop = threading.Event()
     lock = threading.RLock()
     warm_since: list[float] = []  # lab time the stage went warm (empty while cold)
@@ -447,6 +448,7 @@ def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -
             if warm and not warm_since:
                 warm_since.append(now)
             elif not warm and warm_since:
+                suspended.clear()
                 start_s = warm_since.pop()
                 if record is not None and math.isfinite(start_s) and math.isfinite(now):
                     record.log_suspension(start_s, now)
@@ -460,6 +462,7 @@ def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -
                 armed.set()
         elif name == "stop":
             armed.clear()
+            suspended.clear()
             with lock:
                 warm_since.clear()
             alarm.put(0)
@@ -474,12 +477,18 @@ def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -
                 continue
             if not stepped:
                 check()
-            elif alarm.get() == 1 and session.RE.state == "suspending":
-                lab.clock.jump(SUSPENDED_STEP_S)  # the jump's listener reads the stage
+            elif alarm.get() == 1 and suspended.is_set():
+                lab.pass_time(SUSPENDED_STEP_S)  # the jump's listener reads the stage
 
     session.RE.subscribe(on_doc)
-    session.RE.install_suspender(SuspendBoolHigh(alarm, sleep=0.0, tripped_message=(
-        f"stage warmer than {max_k} K during imaging (LN2 run-out?): waiting for it to cool")))
+    def mark_suspended() -> Any:
+        suspended.set()  # runs inside the suspension, once the RunEngine stopped the plan
+        yield from ()
+
+    session.RE.install_suspender(SuspendBoolHigh(
+        alarm, sleep=0.0, pre_plan=mark_suspended, tripped_message=(
+            f"stage warmer than {max_k} K during imaging (LN2 run-out?): waiting for it to "
+            "cool")))
     if stepped:
         lab.clock.on_jump(on_jump)
     thread = threading.Thread(target=watch, name="stage-watchdog", daemon=True)

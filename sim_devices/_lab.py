@@ -166,6 +166,16 @@ class VirtualLab:
         """
         self.clock.schedule(at_s, callback)
 
+    def pass_time(self, seconds: float) -> float:
+        """Let ``seconds`` of lab time pass once the simulated SurfaceLab is idle.
+
+        What waits for the lab from outside (e.g. a run suspended until the stage is cold
+        again) lets lab time pass this way: an acquisition still finishing its own jump is
+        never interleaved with the wait, so a seeded run stays reproducible.
+        """
+        with self.sims.busy:
+            return self.clock.jump(seconds)
+
     # ---------------------------------------------------------------- where the sample is
     @property
     def location(self) -> str:
