@@ -63,17 +63,23 @@ def _demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"\nlltolab demo: {len(uids)} runs stored in {folder}")
-        print(f"{'quantity':28s} {'truth':>12s} {'extracted':>12s} {'ratio':>7s}")
-        for key, true in truth.items():
-            got = extracted[key]
-            shown = "n/a" if got is None else format(got, "12.3e")
-            ratio = "n/a" if got is None else format(got / true, "7.3f")
-            print(f"{key:28s} {true:12.3e} {shown:>12s} {ratio:>7s}")
-        for key, why in missing.items():
-            print(f"{key}: not extracted: {why}")
-        print(f"figures in {folder / 'figures'}; wall time {out['wall_s']:.1f} s")
+        print(demo_report(out))
     return 0
+
+
+def demo_report(out: dict) -> str:
+    """The text report of ``lltolab demo``: truth vs extracted, and why a value is missing."""
+    lines = [f"\nlltolab demo: {len(out['runs'])} runs stored in {out['catalog']}",
+             f"{'quantity':28s} {'truth':>12s} {'extracted':>12s} {'ratio':>7s}"]
+    for key, true in out["truth"].items():
+        got = out["extracted"].get(key)
+        shown = "n/a" if got is None else format(got, "12.3e")
+        ratio = "n/a" if got is None else format(got / true, "7.3f")
+        lines.append(f"{key:28s} {true:12.3e} {shown:>12s} {ratio:>7s}")
+    for key, why in out.get("missing", {}).items():
+        lines.append(f"{key}: not extracted: {why}")
+    lines.append(f"figures in {out['catalog']}/figures; wall time {out['wall_s']:.1f} s")
+    return "\n".join(lines)
 
 
 DEMO_QUANTITIES = ("d_eff_cm2_s_22C", "dgb_over_delta_cm_s_22C", "d_eff_cm2_s_200C")

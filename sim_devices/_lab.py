@@ -117,6 +117,10 @@ class VirtualLab:
         self._sync_period = float(sync_period_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # on a stepped clock the twin integrates declared segments on a second core while the
+        # plans go on (it splits the work only at declared changes: same numbers)
+        self._declared = threading.Event()
+        self._twin: threading.Thread | None = None
         self._started = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -129,14 +133,20 @@ class VirtualLab:
                 self._thread = threading.Thread(target=self._follow, name="virtual-lab",
                                                 daemon=True)
                 self._thread.start()
+            else:
+                self._twin = threading.Thread(target=self._precompute, name="virtual-twin",
+                                              daemon=True)
+                self._twin.start()
             self._started = True
         return self
 
     def close(self) -> None:
         """Stop the thread and the servers (idempotent)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._declared.set()
+        for thread in (self._thread, self._twin):
+            if thread is not None:
+                thread.join(timeout=30)
         self.stage.close()
         self.furnace.close()
         tmp = getattr(self, "_tmp", None)
@@ -253,6 +263,7 @@ class VirtualLab:
         self.sample.set_environment(self._seg_start, temperature_K=t_eq, immersed=immersed)
         self._seg_start = t
         self._seg_integral = 0.0
+        self._declared.set()
 
     def _equivalent_temperature(self, d_mean: float) -> float:
         target = math.log(d_mean)
@@ -282,6 +293,18 @@ class VirtualLab:
             temp = self._location_temperature()
             self._last_d = self._d(temp)
             self._sync(end, temp)
+
+    def _precompute(self) -> None:
+        advance = getattr(self.sample, "advance_declared", None)
+        while advance is not None and not self._stop.is_set():
+            self._declared.wait()
+            self._declared.clear()
+            if self._stop.is_set():
+                return
+            try:
+                advance()
+            except Exception:  # noqa: BLE001 - the query that needs the field re-raises it
+                continue
 
     def _follow(self) -> None:
         while not self._stop.wait(self._sync_period):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, cg, splu
@@ -92,14 +94,16 @@ class EffectiveDiffusivity:
         self._integrator = Integrator(self._net)
         self._ends = _ends(micro)
         self._lu: tuple[int, object] | None = None
+        self._node_lock = threading.Lock()
         self.factorizations = 0
 
     def _node(self, k: int) -> float:
-        if k not in self._log_phi:
-            coeff = Conductivities(1.0, float(np.exp(k * self.STEP)))
-            c = self._steady(k, coeff)
-            self._log_phi[k] = float(np.log(_flux_ratio(self.micro, self._net, coeff, c)))
-        return self._log_phi[k]
+        with self._node_lock:
+            if k not in self._log_phi:
+                coeff = Conductivities(1.0, float(np.exp(k * self.STEP)))
+                c = self._steady(k, coeff)
+                self._log_phi[k] = float(np.log(_flux_ratio(self.micro, self._net, coeff, c)))
+            return self._log_phi[k]
 
     def _steady(self, k: int, coeff: Conductivities) -> np.ndarray:
         """Steady field of node ``k`` (direct for the first node, preconditioned CG after)."""
