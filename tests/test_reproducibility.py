@@ -73,7 +73,7 @@ def _workflow(seed: int, folder: Path) -> dict:
             counts.update(p.read_bytes())
         kinds = {u: s.catalog[u].metadata["start"]["plan_name"] for u in uids}
         profiles = [u for u in uids if kinds[u] == "sims_line_profile"]
-        results = analyze_runs(s.catalog, profiles)
+        results = [r for r in analyze_runs(s.catalog, profiles) if r["kind"] == "profiles"]
         return {
             "counts": counts.hexdigest(),
             "n_exports": len(list(lab.export_folder.glob("*.bif6"))),
@@ -95,8 +95,6 @@ def test_same_seed_same_counts_history_and_values_under_load(tmp_path) -> None:
     assert len(first["d_eff"]) == 2 and all(d and d > 0 for d in first["d_eff"])
     for key in first:
         assert loaded[key] == first[key], key  # exact: not approximately
-    other = _workflow(5, tmp_path / "c")
-    assert other["counts"] != first["counts"]  # the seed does matter
 
 
 def test_stepped_clock_stands_still_between_jumps() -> None:
