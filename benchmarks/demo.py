@@ -8,9 +8,10 @@
    through bare bluesky + TiledWriter with ophyd.sim detectors, vs through an lltolab session
    (its journaled catalog writer) with the same detectors; printed as a ratio (target <= 1.3).
 
-4. With ``--labs``: the card's workflow (no analysis) in this process on a free-running lab
-   clock (600 lab s per wall s, the interactive default) and on the stepped clock the demo
-   uses, wall and CPU seconds each: the same process, so the same machine load.
+4. With ``--labs``: the exchange -> image -> anneal -> re-image workflow (no analysis) in
+   this process on a free-running lab clock (600 lab s per wall s, the interactive default)
+   and on the stepped clock the demo uses, wall and CPU seconds each: the same process, so
+   the same machine load.
 
 Usage: python benchmarks/demo.py [--json] [--no-demo] [--labs]
 """

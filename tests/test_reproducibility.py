@@ -1,9 +1,10 @@
 """A seed reproduces: lab time, not wall time, drives the virtual lab's physics.
 
-The card's workflow runs on a stepped lab clock (``time_scale=None``): moves settle and poll
-in lab seconds, waits and acquisitions jump, a suspension lasts as many lab seconds as the
-stage needs to cool again. The same seed must then give the same counts, the same thermal
-history and the same extracted values, whatever the machine's load.
+The exchange → image → anneal → re-image workflow runs on a stepped lab clock
+(``time_scale=None``): moves settle and poll in lab seconds, waits and acquisitions jump,
+a suspension lasts as many lab seconds as the stage needs to cool again. The same seed must
+then give the same counts, the same thermal history and the same extracted values, whatever
+the machine's load.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class _Load:
 
 
 def _workflow(seed: int, folder: Path) -> dict:
-    """The card's workflow on a small lab; what a reproducible run must repeat exactly."""
+    """The exchange → image → anneal → re-image workflow on a small lab: what a
+    reproducible run must repeat exactly."""
     lab = _lab(seed, folder)
     with start(sim=True, catalog=folder / "cat", sample_id="S", lab=lab, time_scale=None,
                callbacks=False) as s:
