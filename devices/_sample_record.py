@@ -13,6 +13,7 @@ import json
 import math
 import os
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from ophyd.status import Status
 from lltolab.vocabulary import SEGMENT_KEYS
 
 __all__ = ["SampleRecord", "SEGMENT_KEYS"]
+
+LOG_LENGTH = 100_000
+"""Stage readings kept in memory by :meth:`SampleRecord.log_temperature` (oldest dropped)."""
 
 
 def _check_segment(seg: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +81,8 @@ class SampleRecord(Device):
         super().__init__(prefix, name=name, **kwargs)
         self._lock = threading.Lock()
         self._history: list[dict[str, Any]] = []
+        self._readings: deque[tuple[float, float]] = deque(maxlen=LOG_LENGTH)
+        self._suspensions: deque[tuple[float, float]] = deque(maxlen=LOG_LENGTH)
         self.path = Path(path) if path is not None else None
         if self.path is not None and self.path.exists():
             saved = json.loads(self.path.read_text())
@@ -91,10 +97,45 @@ class SampleRecord(Device):
         with self._lock:
             return [dict(s) for s in self._history]
 
+    def log_temperature(self, time_s: float, temperature_K: float) -> None:
+        """Note one reading of the temperature the sample feels (lab time s, K).
+
+        The watchdog of imaging runs logs every stage reading here; image runs turn the
+        readings of their time span into history segments (see :meth:`readings`).
+        """
+        t, temp = float(time_s), float(temperature_K)
+        if not (math.isfinite(t) and math.isfinite(temp) and temp > 0):
+            raise ValueError(f"reading needs finite time and temperature > 0 K, got "
+                             f"{time_s!r} s, {temperature_K!r} K")
+        with self._lock:
+            self._readings.append((t, temp))
+
+    def readings(self, start_s: float, end_s: float) -> list[tuple[float, float]]:
+        """Logged (time s, K) readings with ``start_s <= time <= end_s``, in time order."""
+        with self._lock:
+            return sorted((t, k) for t, k in self._readings if start_s <= t <= end_s)
+
+    def log_suspension(self, start_s: float, end_s: float) -> None:
+        """Note that acquisitions were suspended (stage too warm) from ``start_s`` to ``end_s``."""
+        a, b = float(start_s), float(end_s)
+        if not (math.isfinite(a) and math.isfinite(b) and b >= a):
+            raise ValueError(f"suspension needs finite start_s <= end_s, got {a}, {b}")
+        with self._lock:
+            self._suspensions.append((a, b))
+
+    def suspensions(self, start_s: float, end_s: float) -> list[tuple[float, float]]:
+        """Logged suspensions overlapping [start_s, end_s], clipped to it, in time order."""
+        with self._lock:
+            spans = sorted(self._suspensions)
+        return [(max(a, start_s), min(b, end_s)) for a, b in spans
+                if b > start_s and a < end_s]
+
     def reset(self, sample_id: str) -> None:
         """Start a new sample: clear the history and set its id."""
         with self._lock:
             self._history = []
+            self._readings.clear()
+            self._suspensions.clear()
         self.n_segments.put(0)
         self.sample_id.put(sample_id)
         self._save()

@@ -32,6 +32,10 @@ from lltolab.vocabulary import (  # noqa: F401 - STAGE_IMAGING_MAX_K: kept impor
 )
 
 __all__ = ["Session", "start", "example_config", "require_sample_id"]
+SIM_POLL_S = 5.0
+"""Lab seconds between temperature polls of the simulated instruments on a stepped clock."""
+SUSPENDED_STEP_S = 10.0
+"""Lab seconds that pass per watchdog poll while a run is suspended on a stepped clock."""
 
 
 def require_sample_id(md: Mapping[str, Any]) -> None:
@@ -165,7 +169,7 @@ def start(
     catalog: str | os.PathLike[str] | None = None,
     sample_id: str | None = None,
     seed: int = 0,
-    time_scale: float = 600.0,
+    time_scale: float | None = 600.0,
     callbacks: bool = True,
     lab: Any = None,
     export_folder: str | os.PathLike[str] | None = None,
@@ -193,8 +197,11 @@ def start(
         Sample id put into ``RE.md`` (persisted).
     seed : int
         Virtual sample seed (sim).
-    time_scale : float
-        Lab seconds per wall second of the simulated instruments (sim).
+    time_scale : float or None
+        Lab seconds per wall second of the simulated instruments (sim), or None for a lab
+        whose time passes only when a device waits (moves, polls, lab waits, acquisitions,
+        suspensions): a seed then reproduces the same sample, counts and values on any
+        machine at any speed.
     callbacks : bool
         Subscribe the BestEffortCallback and progress bars (off for quiet scripts).
     lab : VirtualLab, optional
@@ -243,8 +250,10 @@ def start(
         sim = config is None
     if not sim:
         cfg.require_instruments()
-    if not (math.isfinite(time_scale) and time_scale > 0):
-        raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
+    if time_scale is not None and (isinstance(time_scale, bool) or not (
+            isinstance(time_scale, int | float) and math.isfinite(time_scale)
+            and time_scale > 0)):
+        raise ValueError(f"time_scale must be a finite number > 0 or None, got {time_scale!r}")
     cat_cfg = cfg.get("catalog", {})
     target = resolve_target(catalog or cat_cfg.get("uri") or cat_cfg.get("path"))
     state_dir = target.state_dir
@@ -307,7 +316,9 @@ def start(
                       lab=lab, record=record, bec=bec, _closers=closers)
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
     max_k = cfg.suspenders.stage_imaging_max_K
-    _install_stage_suspender(session, max_k, poll_s=0.1 if sim else 2.0)
+    _install_stage_suspender(session, max_k, poll_s=(0.02 if lab is not None and
+                                                      lab.clock.stepped else 0.1)
+                             if sim else 2.0)
     # last subscriber: a run the catalog failed to store raises at its stop (after every
     # other callback saw the stop), so the RE call reports it
     RE.subscribe(writer.failure_check())
@@ -323,7 +334,7 @@ def use_shell_session(session: Session | None) -> None:
     _SHELL_SESSION = session
 
 
-def _sim_devices(seed: int, time_scale: float, lab: Any,
+def _sim_devices(seed: int, time_scale: float | None, lab: Any,
                  export_folder: str | os.PathLike[str] | None) -> tuple[dict[str, Any], Any]:
     from lltolab.devices import (  # noqa: PLC0415
         CryoStage,
@@ -339,15 +350,19 @@ def _sim_devices(seed: int, time_scale: float, lab: Any,
         lab = VirtualLab(seed=seed, time_scale=time_scale, export_folder=export_folder)
     lab.start()
     scale = lab.clock.time_scale
-    lab_s = 1.0 / scale  # wall seconds per lab second
-    poll = min(0.5, max(0.02, 5 * lab_s))  # wall seconds between readbacks during moves
+    if scale is None:  # moves settle, poll and time out in lab seconds on the lab clock
+        timing: dict[str, Any] = {"clock": lab.clock, "poll_period": SIM_POLL_S}
+        lab_s, margin = 1.0, 0.0
+    else:
+        lab_s = 1.0 / scale  # wall seconds per lab second
+        timing = {"poll_period": min(0.5, max(0.02, 5 * lab_s))}
+        margin = 30.0
     devices = {
         "stage": CryoStage(lab.stage.resource, name="stage", heater_range=3,
-                           settle_time=60 * lab_s, poll_period=poll,
-                           timeout=3600 * lab_s + 30, tolerance=0.5),
+                           settle_time=60 * lab_s, timeout=3600 * lab_s + margin,
+                           tolerance=0.5, **timing),
         "furnace": Furnace(lab.furnace.url, name="furnace", settle_time=60 * lab_s,
-                           poll_period=poll,
-                           timeout=7200 * lab_s + 30, tolerance=1.0),
+                           timeout=7200 * lab_s + margin, tolerance=1.0, **timing),
         "sims": SurfaceLabExport(lab.export_folder, name="sims", request=lab.sims.request,
                                  timeout_s=120.0, poll_s=0.02, sidecar_grace_s=5.0),
         "clock": LabClock(name="clock", source=lab.clock),
@@ -404,10 +419,17 @@ def _real_devices(cfg: SessionConfig, operator_folder: Path | None = None) -> di
 def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -> None:
     """Suspend imaging runs while the stage is warmer than ``max_k`` (LN₂ run-out).
 
-    A watchdog thread polls the stage during image / line-profile runs (not those started
-    with ``allow_unfrozen=True``, which would never resume) and drives a soft ``stage_alarm``
+    A watchdog reads the stage during image / line-profile runs (not those started with
+    ``allow_unfrozen=True``, which would never resume) and drives a soft ``stage_alarm``
     signal; bluesky's SuspendBoolHigh suspends on it and resumes (from the last checkpoint:
-    the acquisition is repeated) once the stage is cold again.
+    the acquisition is repeated) once the stage is cold again. Every reading goes into the
+    sample record's temperature log, and every warm interval into its suspensions, so the
+    image run can put the real stage temperatures into the thermal history.
+
+    On a stepped lab clock the watchdog reads the stage at the end of every jump of lab time
+    (lab time is what warms the stage), and while the run is suspended it lets lab time pass
+    in steps of :data:`SUSPENDED_STEP_S`: the suspension lasts as long in lab time, and ends at
+    the same lab time, however fast the machine is.
     """
     from bluesky.suspenders import SuspendBoolHigh  # noqa: PLC0415
     from ophyd import Signal  # noqa: PLC0415
@@ -415,8 +437,38 @@ def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -
     alarm = Signal(name="stage_alarm", value=0)
     session.stage_alarm = alarm
     stage = session.devices[DeviceName.STAGE]
+    clock = session.devices[DeviceName.CLOCK]
+    record = session.record
+    lab = session.lab
+    stepped = lab is not None and lab.clock.stepped
     armed = threading.Event()
+    suspended = threading.Event()  # the RunEngine is waiting for the stage to cool
     stop = threading.Event()
+    lock = threading.RLock()
+    warm_since: list[float] = []  # lab time the stage went warm (empty while cold)
+
+    def check() -> None:
+        """Read the stage once: log the reading, raise or clear the alarm."""
+        with lock:
+            try:
+                now = float(clock.source.now())
+            except Exception:  # noqa: BLE001 - a reading without a time is not logged
+                now = math.nan
+            try:
+                temp = float(stage.readback.get())
+            except Exception:  # noqa: BLE001 - a failed read is a warm stage for imaging
+                temp = math.inf
+            if record is not None and math.isfinite(now) and math.isfinite(temp):
+                record.log_temperature(now, temp)
+            warm = not temp <= max_k
+            if warm and not warm_since:
+                warm_since.append(now)
+            elif not warm and warm_since:
+                suspended.clear()
+                start_s = warm_since.pop()
+                if record is not None and math.isfinite(start_s) and math.isfinite(now):
+                    record.log_suspension(start_s, now)
+            alarm.put(1 if warm else 0)
 
     def on_doc(name: str, doc: Mapping[str, Any]) -> None:
         if name == "start" and doc.get("plan_name") in IMAGING_PLANS:
@@ -426,26 +478,42 @@ def _install_stage_suspender(session: Session, max_k: float, *, poll_s: float) -
                 armed.set()
         elif name == "stop":
             armed.clear()
+            suspended.clear()
+            with lock:
+                warm_since.clear()
             alarm.put(0)
+
+    def on_jump(start_s: float, end_s: float) -> None:
+        if armed.is_set():
+            check()
 
     def watch() -> None:
         while not stop.wait(poll_s):
             if not armed.is_set():
                 continue
-            try:
-                temp = float(stage.readback.get())
-            except Exception:  # noqa: BLE001 - a failed read is a warm stage for imaging
-                temp = math.inf
-            alarm.put(1 if temp > max_k else 0)
+            if not stepped:
+                check()
+            elif alarm.get() == 1 and suspended.is_set():
+                lab.pass_time(SUSPENDED_STEP_S)  # the jump's listener reads the stage
 
     session.RE.subscribe(on_doc)
-    session.RE.install_suspender(SuspendBoolHigh(alarm, sleep=0.0, tripped_message=(
-        f"stage warmer than {max_k} K during imaging (LN2 run-out?): waiting for it to cool")))
+    def mark_suspended() -> Any:
+        suspended.set()  # runs inside the suspension, once the RunEngine stopped the plan
+        yield from ()
+
+    session.RE.install_suspender(SuspendBoolHigh(
+        alarm, sleep=0.0, pre_plan=mark_suspended, tripped_message=(
+            f"stage warmer than {max_k} K during imaging (LN2 run-out?): waiting for it to "
+            "cool")))
+    if stepped:
+        lab.clock.on_jump(on_jump)
     thread = threading.Thread(target=watch, name="stage-watchdog", daemon=True)
     thread.start()
 
     def close() -> None:
         stop.set()
         thread.join(timeout=5)
+        if stepped:
+            lab.clock.remove_listener(on_jump)
 
     session._closers.append(close)

@@ -122,6 +122,8 @@ class SegmentSource:
     ANNEAL: Final = PlanName.ANNEAL
     ANNEAL_ABORTED: Final = "anneal_aborted"
     STORE: Final = PlanName.STORE
+    SUSPENDED: Final = "suspended"
+    """Time an imaging run spent suspended (stage too warm), at the logged stage readings."""
 
 
 SEGMENT_KEYS: Final = ("start_s", "end_s", "temperature_K", "location", "immersed", "source")

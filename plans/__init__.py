@@ -34,3 +34,6 @@ __all__ = [
     "AnnealAborted",
     "DEFAULT_PROFILE_MM",
 ]
+from ._sims import SUSPENDED_SOURCE, stage_segments  # noqa: E402
+
+__all__ += ["SUSPENDED_SOURCE", "stage_segments"]

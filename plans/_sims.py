@@ -10,7 +10,7 @@ from bluesky.protocols import Movable, Readable
 
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
 from lltolab.formulas import diffusion_length
-from lltolab.vocabulary import BOUNDARY_WIDTH_M, Location, PlanName
+from lltolab.vocabulary import BOUNDARY_WIDTH_M, Location, PlanName, SegmentSource
 
 from ._common import PlanGen, lab_time, plan_md, record_segment
 from ._validate import (
@@ -23,7 +23,8 @@ from ._validate import (
     check_record,
 )
 
-__all__ = ["sims_image", "sims_line_profile", "quench_guard", "QuenchInadequate"]
+__all__ = ["sims_image", "sims_line_profile", "quench_guard", "QuenchInadequate",
+           "stage_segments", "SUSPENDED_SOURCE"]
 
 PIXEL_UM = 500.0 / 512.0
 """Default pixel of the 500 µm / 512 px raster, µm."""
@@ -100,8 +101,8 @@ def _acquire(
         yield from bps.trigger_and_read([sims, stage, clock])
         t1 = yield from lab_time(clock)
         end_K = float((yield from bps.rd(stage)))
-        yield from record_segment(record, t0, t1, 0.5 * (stage_K + end_K), Location.SIMS_STAGE,
-                                  False, plan_name)
+        for seg in stage_segments(record, t0, t1, stage_K, end_K, plan_name):
+            yield from record_segment(record, *seg)
 
     return (yield from inner())
 
@@ -118,6 +119,73 @@ def _check_acquisition_args(
     check_bool("allow_unfrozen", allow_unfrozen)
     check_record(record)
     return acquisition_s, pixel_um, check_md(md)
+
+
+SUSPENDED_SOURCE = SegmentSource.SUSPENDED
+"""History source of the time an imaging run spent suspended (stage too warm)."""
+RAMP_TOLERANCE_K = 0.5
+"""Largest deviation (K) of a logged reading from the linear ramps the history keeps."""
+
+
+def stage_segments(
+    record: Any, t0: float, t1: float, start_K: float, end_K: float, source: str,
+) -> list[tuple[float, float, float | list[float], str, bool, str]]:
+    """History segments (start_s, end_s, K, location, immersed, source) of an acquisition.
+
+    Without a suspension: one segment at the mean of the start and end readings. With one
+    (the watchdog logged the stage warm during [t0, t1]), the span is split at the
+    suspensions' ends, and every piece follows the logged stage readings as linear ramps
+    ([K_start, K_end], within :data:`RAMP_TOLERANCE_K`); the suspended pieces have source
+    :data:`SUSPENDED_SOURCE`, so the history holds how warm the sample really got.
+    """
+    suspended = record.suspensions(t0, t1) if record is not None else []
+    if not suspended:
+        return [(t0, t1, 0.5 * (start_K + end_K), Location.SIMS_STAGE, False, source)]
+    points = dict(record.readings(t0, t1))
+    points.setdefault(t0, start_K)
+    points[t1] = end_K
+    times = sorted(points)
+    temps = [points[t] for t in times]
+    cuts = sorted({t0, t1, *(b for span in suspended for b in span)})
+    out = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        if b <= a:
+            continue
+        inside = any(sa <= a and b <= sb for sa, sb in suspended)
+        label = SUSPENDED_SOURCE if inside else source
+        ts = [a, *(t for t in times if a < t < b), b]
+        ks = [_interp(t, times, temps) for t in ts]
+        for i, j in _ramps(ts, ks, RAMP_TOLERANCE_K):
+            temp: float | list[float] = ([ks[i], ks[j]] if abs(ks[j] - ks[i]) > 1e-6
+                                         else ks[i])
+            out.append((ts[i], ts[j], temp, Location.SIMS_STAGE, False, label))
+    return out
+
+
+def _interp(t: float, times: list[float], temps: list[float]) -> float:
+    """Linear interpolation of the readings at ``t`` (held flat beyond the ends)."""
+    if t <= times[0]:
+        return temps[0]
+    for k in range(1, len(times)):
+        if t <= times[k]:
+            ta, tb, ka, kb = times[k - 1], times[k], temps[k - 1], temps[k]
+            return ka if tb == ta else ka + (kb - ka) * (t - ta) / (tb - ta)
+    return temps[-1]
+
+
+def _ramps(ts: list[float], ks: list[float], tol: float) -> list[tuple[int, int]]:
+    """Greedy split of the readings into ramps (index pairs) within ``tol`` of each reading."""
+    out, i = [], 0
+    while i < len(ts) - 1:
+        j = i + 1
+        while j + 1 < len(ts) and all(
+            abs(ks[i] + (ks[j + 1] - ks[i]) * (ts[m] - ts[i]) / (ts[j + 1] - ts[i]) - ks[m])
+            <= tol for m in range(i + 1, j + 1)
+        ):
+            j += 1
+        out.append((i, j))
+        i = j
+    return out
 
 
 def sims_image(

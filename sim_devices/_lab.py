@@ -4,8 +4,12 @@ The sample's temperature is whatever its location imposes: room temperature on t
 the ⁶LiNO₃ bath (where its edge is also immersed), the simulated Lake Shore's stage temperature
 on the SIMS cryo stage, the simulated Eurotherm's furnace temperature in the furnace.
 
-The lab follows those temperatures continuously (a background thread samples them, and every
-clock jump and sample query syncs) and hands the diffusion twin piecewise-constant segments.
+The lab follows those temperatures along lab time and hands the diffusion twin
+piecewise-constant segments. On a stepped clock (``time_scale=None``, the reproducible mode)
+lab time only passes in jumps; during a jump with the sample on the cryo stage or in the
+furnace the lab samples the instrument's thermal model every ``substep_s`` of lab time, so a
+stage warming during a 5 h acquisition is followed as it warms. On a free-running clock a
+background thread also samples the temperatures (every ``sync_period_s`` of wall time).
 A segment's temperature is the *equivalent* temperature T_eq with D(T_eq)·Δt = ∫D(T(t))dt
 (exact for the bulk, whose law sets the time substitution; the boundary law's slightly different
 activation energy makes it approximate during fast ramps). A segment closes when the bath
@@ -18,6 +22,7 @@ from __future__ import annotations
 import math
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +53,9 @@ class VirtualLab:
     ----------
     seed : int
         Seed of the sample's microstructure and of the counting noise.
-    time_scale : float
-        Lab seconds per wall second for instrument dynamics (lab waits jump).
+    time_scale : float or None
+        Lab seconds per wall second of a free-running clock, or None for a stepped clock
+        (lab time passes only when a device waits: reproducible for a given seed).
     sample : VirtualSample, optional
         The sample (default: ``VirtualSample.paper_default(seed)``).
     export_folder : path, optional
@@ -59,24 +65,30 @@ class VirtualLab:
     sims_settings : SimsSettings, optional
         Acquisition settings of the simulated SurfaceLab.
     sync_period_s : float
-        Wall seconds between background temperature samples.
+        Wall seconds between background temperature samples (free-running clock only).
+    substep_s : float
+        Lab seconds between samples of the stage / furnace temperature during a jump.
     """
 
     def __init__(
         self,
         *,
         seed: int = 0,
-        time_scale: float = 60.0,
+        time_scale: float | None = 60.0,
         sample: VirtualSample | None = None,
         export_folder: str | Path | None = None,
         room_K: float = ROOM_K,
         sims_settings: SimsSettings | None = None,
         sync_period_s: float = 0.05,
+        substep_s: float = 60.0,
     ) -> None:
         if not (math.isfinite(room_K) and room_K > 0):
             raise ValueError(f"room_K must be finite and > 0 K, got {room_K!r}")
         if not (math.isfinite(sync_period_s) and sync_period_s > 0):
             raise ValueError(f"sync_period_s must be > 0 s, got {sync_period_s!r}")
+        if not (math.isfinite(substep_s) and substep_s > 0):
+            raise ValueError(f"substep_s must be > 0 s, got {substep_s!r}")
+        self._substep = float(substep_s)
         self.clock = VirtualClock(time_scale)
         self.room_K = float(room_K)
         self.sample = sample if sample is not None else VirtualSample.paper_default(seed)
@@ -106,6 +118,10 @@ class VirtualLab:
         self._sync_period = float(sync_period_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # on a stepped clock the twin integrates declared segments on a second core while the
+        # plans go on (it splits the work only at declared changes: same numbers)
+        self._declared = threading.Event()
+        self._twin: threading.Thread | None = None
         self._started = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -114,16 +130,24 @@ class VirtualLab:
         if not self._started:
             self.stage.start()
             self.furnace.start()
-            self._thread = threading.Thread(target=self._follow, name="virtual-lab", daemon=True)
-            self._thread.start()
+            if not self.clock.stepped:  # a stepped clock only moves in jumps, which sync
+                self._thread = threading.Thread(target=self._follow, name="virtual-lab",
+                                                daemon=True)
+                self._thread.start()
+            else:
+                self._twin = threading.Thread(target=self._precompute, name="virtual-twin",
+                                              daemon=True)
+                self._twin.start()
             self._started = True
         return self
 
     def close(self) -> None:
         """Stop the thread and the servers (idempotent)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._declared.set()
+        for thread in (self._thread, self._twin):
+            if thread is not None:
+                thread.join(timeout=30)
         self.stage.close()
         self.furnace.close()
         tmp = getattr(self, "_tmp", None)
@@ -144,6 +168,24 @@ class VirtualLab:
             "exports": str(self.export_folder),
             "time_scale": self.clock.time_scale,
         }
+
+    def schedule(self, at_s: float, callback: Callable[[float], None]) -> None:
+        """Run ``callback(at_s)`` at lab time ``at_s`` (see :meth:`VirtualClock.schedule`).
+
+        E.g. ``lab.schedule(t, lambda _t: lab.stage.inject_fault("ln2_empty"))`` lets LN₂ run
+        out at lab time ``t``, whatever the wall-clock speed of the run.
+        """
+        self.clock.schedule(at_s, callback)
+
+    def pass_time(self, seconds: float) -> float:
+        """Let ``seconds`` of lab time pass once the simulated SurfaceLab is idle.
+
+        What waits for the lab from outside (e.g. a run suspended until the stage is cold
+        again) lets lab time pass this way: an acquisition still finishing its own jump is
+        never interleaved with the wait, so a seeded run stays reproducible.
+        """
+        with self.sims.busy:
+            return self.clock.jump(seconds)
 
     # ---------------------------------------------------------------- where the sample is
     @property
@@ -222,6 +264,7 @@ class VirtualLab:
         self.sample.set_environment(self._seg_start, temperature_K=t_eq, immersed=immersed)
         self._seg_start = t
         self._seg_integral = 0.0
+        self._declared.set()
 
     def _equivalent_temperature(self, d_mean: float) -> float:
         target = math.log(d_mean)
@@ -230,6 +273,20 @@ class VirtualLab:
     def _before_jump(self, start: float, end: float) -> None:
         with self._lock:
             self._sync(start)
+            if self._location not in ("sims_stage", "furnace"):
+                return  # room temperature: nothing changes during the jump
+            n = math.ceil((end - start) / self._substep)
+            for k in range(1, n):  # the instruments' models, advanced ahead of the clock
+                t = start + (end - start) * k / n
+                self._sync(t, self._model_temperature_at(t))
+
+    def _model_temperature_at(self, t: float) -> float:
+        if self._location == "sims_stage":
+            model = self.stage.model
+            model.advance(t)
+            return float(model.temperature_K)
+        self.furnace._advance(t)
+        return float(self.furnace.temperature_K)
 
     def _after_jump(self, start: float, end: float) -> None:
         with self._lock:
@@ -237,6 +294,18 @@ class VirtualLab:
             temp = self._location_temperature()
             self._last_d = self._d(temp)
             self._sync(end, temp)
+
+    def _precompute(self) -> None:
+        advance = getattr(self.sample, "advance_declared", None)
+        while advance is not None and not self._stop.is_set():
+            self._declared.wait()
+            self._declared.clear()
+            if self._stop.is_set():
+                return
+            try:
+                advance()
+            except Exception:  # noqa: BLE001 - the query that needs the field re-raises it
+                continue
 
     def _follow(self) -> None:
         while not self._stop.wait(self._sync_period):

@@ -113,6 +113,7 @@ class LakeShoreSimulator:
         self.noise_K = float(noise_K)
         self.serial = serial
         self._rng = np.random.default_rng(seed)
+        self._seed = None if seed is None else abs(int(seed))
         self._lock = threading.RLock()
         self._esr = ESR_PON
         self._faults: set[str] = set()
@@ -305,8 +306,16 @@ class LakeShoreSimulator:
             raise _ExecutionError(name)
         if name in ("C", "D") or not self.model.sensor_ok:
             return 0.0
-        noise = self._rng.normal(0.0, self.noise_K) if self.noise_K > 0 else 0.0
+        noise = self._noise_K() if self.noise_K > 0 else 0.0
         return max(self.model.temperature_K + noise, 0.0)
+
+    def _noise_K(self) -> float:
+        """Reading noise: with a seed, a function of (seed, lab time to 1 ms), so the readings
+        do not depend on how many queries other clients made."""
+        if self._seed is None:
+            return float(self._rng.normal(0.0, self.noise_K))
+        tick = int(round(abs(self.clock.now()) * 1000.0))
+        return float(np.random.default_rng((self._seed, tick)).normal(0.0, self.noise_K))
 
     def _krdg(self, args: list[str]) -> str:
         name = _one(args).upper()

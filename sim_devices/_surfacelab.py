@@ -11,6 +11,7 @@ import json
 import math
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -217,6 +218,8 @@ class SurfaceLabSimulator:
         self.last_true_c: np.ndarray | None = None
         self.last_export: Path | None = None
         self._counter = 0
+        self.busy = threading.RLock()
+        """Held while an acquisition runs (see :meth:`VirtualLab.pass_time`)."""
 
     # ------------------------------------------------------------------ geometry
     def raster_origin_um(self) -> tuple[float, float]:
@@ -340,6 +343,10 @@ class SurfaceLabSimulator:
 
     def request(self, kind: str, positions_mm: Sequence[float] | None) -> None:
         """Hook for ``SurfaceLabExport(request=...)``: acquire what the device asks for."""
+        with self.busy:
+            self._request(kind, positions_mm)
+
+    def _request(self, kind: str, positions_mm: Sequence[float] | None) -> None:
         if kind == "image":
             self.acquire_image()
         elif kind == "line_profile":

@@ -85,3 +85,30 @@ def test_shell_needs_sim_or_config() -> None:
     proc = _cli("shell")
     assert proc.returncode == 2
     assert "--sim" in proc.stderr
+
+
+def test_demo_report_names_a_missing_value_instead_of_crashing() -> None:
+    """A None extracted value once crashed the text report (format of None); now the report
+    says which quantity is missing and why, and the values that exist are still shown."""
+    from lltolab.cli import DEMO_QUANTITIES, demo_extracted, demo_report
+
+    results = [
+        {"kind": "image", "run": "scan4_ab", "median_dgb_over_delta_cm_s": None,
+         "boundaries": {"n_boundaries": 31, "n_selected": 0}},
+        {"kind": "profiles", "run": "scan5_cd", "method": "erfc", "d_eff_cm2_s": 2.2e-9},
+    ]
+    extracted, missing = demo_extracted(results)
+    assert set(extracted) == set(DEMO_QUANTITIES)
+    assert extracted["d_eff_cm2_s_22C"] == 2.2e-9
+    assert extracted["dgb_over_delta_cm_s_22C"] is None
+    assert "31 boundaries, 0 with a resolvable step" in missing["dgb_over_delta_cm_s_22C"]
+    assert "time-evolution" in missing["d_eff_cm2_s_200C"]  # no such result at all
+    assert "d_eff_cm2_s_22C" not in missing
+    out = {"runs": ["u"] * 14, "catalog": "/tmp/x", "wall_s": 12.0, "extracted": extracted,
+           "missing": missing, "truth": {k: 1e-6 for k in DEMO_QUANTITIES}}
+    text = demo_report(out)
+    assert "n/a" in text and "dgb_over_delta_cm_s_22C: not extracted:" in text
+    assert "2.200e-09" in text
+
+    _, failed = demo_extracted([], {"image": "ValueError: no boundaries"})
+    assert failed["dgb_over_delta_cm_s_22C"].startswith("the image analysis failed")

@@ -100,3 +100,31 @@ def test_locations_and_room_waits(lab: VirtualLab) -> None:
     segs = lab.sample.history(t)
     assert not segs[-1].immersed
     assert math.isclose(sum(s.duration_s for s in segs), t - segs[0].start_s)
+
+
+@pytest.mark.timeout(120)
+def test_stepped_lab_follows_a_warming_stage_through_one_jump(tmp_path) -> None:
+    """LN₂ runs out during a single 3 h jump: the sample's history warms with the stage
+    (sampled every substep of lab time), it does not take the end temperature for the whole
+    jump, and lab time stands still between jumps."""
+    with VirtualLab(sample=_sample(), time_scale=None, export_folder=tmp_path / "e",
+                    substep_s=60.0) as lab:
+        lab.stage.model.set_temperature(163.15)
+        lab.stage.model.set_target(163.15)
+        lab.stage.model.set_range(3)
+        lab.move_sample("sims_stage")
+        t0 = lab.clock.now()
+        time.sleep(0.05)
+        assert lab.clock.now() == t0  # stepped: no wall-clock drift
+        lab.schedule(t0 + 3600.0, lambda _t: lab.stage.inject_fault("ln2_empty"))
+        lab.clock.jump(3 * 3600.0)
+        end_K = lab.stage.temperature_K
+        segs = lab.sample.history(lab.flush())
+    assert end_K > 250.0  # the stage drifted towards room temperature
+    during = [s for s in segs if s.start_s >= t0]
+    # cold until LN₂ ran out (the first segment closes once D leaves its band)
+    assert during[0].temperature_K < 170.0 and during[0].end_s >= t0 + 3600.0
+    warm = during[1:]
+    assert len(warm) >= 3  # the warming is followed in steps
+    temps = [s.temperature_K for s in warm]
+    assert temps == sorted(temps) and temps[0] < 230.0 < temps[-1]

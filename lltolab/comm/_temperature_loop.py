@@ -144,6 +144,10 @@ class TemperatureLoop(Device):
         Seconds allowed beyond the expected ramp time and the settle time (> 0).
     poll_period : float
         Seconds between readback polls (> 0).
+    clock : object, optional
+        Time base of settling, timeout and polls: ``now()`` in seconds and
+        ``wait(seconds, cancel_event)``. Default the wall clock; a simulated lab passes its
+        lab clock, so a move takes the same lab time however fast the machine is.
     """
 
     readback = Cpt(MessageSignalRO, kind="hinted", units="K", precision=3)
@@ -172,9 +176,11 @@ class TemperatureLoop(Device):
         settle_time: float = 10.0,
         timeout: float = 600.0,
         poll_period: float = 0.5,
+        clock: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(prefix, name=name, **kwargs)
+        self._clock = clock if clock is not None else _WallTime()
         low, high = _check_limits(limits)
         _check_positive("tolerance", tolerance)
         _check_non_negative("settle_time", settle_time)
@@ -333,7 +339,8 @@ class TemperatureLoop(Device):
         tol = float(self.tolerance.get())
         settle = float(self.settle_time.get())
         period = float(self.poll_period.get())
-        started = time.monotonic()
+        clock = self._clock
+        started = clock.now()
         deadline = started + move.timeout_s
         in_band_since: float | None = None
         last: float = math.nan
@@ -347,7 +354,7 @@ class TemperatureLoop(Device):
                 return
             if isinstance(move.status, _MoveStatus):
                 move.status.report(last)
-            now = time.monotonic()
+            now = clock.now()
             if abs(last - move.target_K) <= tol:
                 if in_band_since is None:
                     in_band_since = now
@@ -369,7 +376,7 @@ class TemperatureLoop(Device):
             wait = period
             if in_band_since is not None:
                 wait = min(wait, max(in_band_since + settle - now, 0.0))
-            move.cancelled.wait(max(min(wait, deadline - now), 0.0))
+            clock.wait(max(min(wait, deadline - now), 0.0), move.cancelled)
 
     def _hold_after_failure(self, move: _Move) -> None:
         with self._move_lock:
@@ -380,6 +387,18 @@ class TemperatureLoop(Device):
                 self._hold()
             except Exception as exc:  # noqa: BLE001 - best effort; the move fails anyway
                 logger.warning("%s: could not hold the temperature: %s", self.name, exc)
+
+
+class _WallTime:
+    """The default time base: monotonic wall time, waits cut short by the cancel event."""
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def wait(seconds: float, cancel: threading.Event) -> None:
+        cancel.wait(seconds)
 
 
 def _as_getter(src: Callable[[], float] | Signal) -> Callable[[], float]:

@@ -98,7 +98,9 @@ class VirtualSample:
         ]
         self._c = np.full(self.strip.network.n_cells, self.c0)
         self._t_computed = start
-        self._lock = threading.RLock()
+        self._t_reserved = start  # end of an integration in progress (no change before it)
+        self._lock = threading.RLock()  # the history and the field
+        self._compute = threading.RLock()  # one integration at a time, history stays open
 
     @classmethod
     def paper_default(
@@ -177,7 +179,7 @@ class VirtualSample:
         t = float(time_s)
         temp = check_temperature("temperature_K", temperature_K)
         with self._lock:
-            earliest = max(self._changes[-1][0], self._t_computed)
+            earliest = max(self._changes[-1][0], self._t_computed, self._t_reserved)
             if not math.isfinite(t) or t < earliest:
                 raise ValueError(
                     f"time_s={time_s!r} precedes the sample's history (earliest allowed "
@@ -214,41 +216,62 @@ class VirtualSample:
                 "d_eff_m2_s": co.d_eff_m2_s}
 
     def advance_to(self, time_s: float) -> None:
-        """Integrate the field up to lab time ``time_s`` (s) through the declared history."""
+        """Integrate the field up to lab time ``time_s`` (s) through the declared history.
+
+        The history stays open to new changes (after ``time_s``) while this integrates.
+        """
         t_end = float(time_s)
-        with self._lock:
-            if not math.isfinite(t_end) or t_end < self._t_computed:
-                raise ValueError(
-                    f"time_s={time_s!r} precedes the time already computed "
-                    f"({self._t_computed:.6g} s)"
-                )
-            for seg in self.history(until_s=t_end):
-                if seg.end_s <= self._t_computed:
+        with self._compute:
+            with self._lock:
+                if not math.isfinite(t_end) or t_end < self._t_computed:
+                    raise ValueError(
+                        f"time_s={time_s!r} precedes the time already computed "
+                        f"({self._t_computed:.6g} s)"
+                    )
+                segments = self.history(until_s=t_end)
+                c, t_done = self._c, self._t_computed
+                self._t_reserved = max(self._t_reserved, t_end)
+            for seg in segments:
+                if seg.end_s <= t_done:
                     continue
-                start = max(seg.start_s, self._t_computed)
-                self._c = self._integrator.advance(
-                    self._c,
+                start = max(seg.start_s, t_done)
+                c = self._integrator.advance(
+                    c,
                     seg.end_s - start,
                     self.coefficients(seg.temperature_K),
                     self._bath if seg.immersed else None,
                 )
-                self._t_computed = seg.end_s
-            self._t_computed = t_end
+                t_done = seg.end_s
+            with self._lock:
+                self._c, self._t_computed = c, t_end
+
+    def advance_declared(self) -> float:
+        """Integrate through every segment whose end is declared; return the time reached.
+
+        Splits the work only at declared changes, so the field at any later time is the same
+        as without this call (a simulator can run it in the background).
+        """
+        with self._compute:
+            with self._lock:
+                target = self._changes[-1][0]
+            if target > self._t_computed:
+                self.advance_to(target)
+            return self._t_computed
 
     def field(self, time_s: float) -> np.ndarray:
         """⁶Li fraction on the window, shape (ny, nx), at lab time ``time_s`` (s)."""
-        with self._lock:
+        with self._compute:
             self.advance_to(time_s)
             return self.strip.window_field(self._c).copy()
 
     def profile(self, x_m: np.ndarray, time_s: float, *, width_m: float = 50e-6) -> np.ndarray:
         """Mean ⁶Li fraction over a ``width_m`` wide analysis area centred at each x (m)."""
-        with self._lock:
+        with self._compute:
             self.advance_to(time_s)
             return self.strip.profile(self._c, x_m, width_m)
 
     def inventory(self, time_s: float) -> float:
         """Total ⁶Li in the strip (fraction × volume per unit depth, m²) at ``time_s``."""
-        with self._lock:
+        with self._compute:
             self.advance_to(time_s)
             return float(np.dot(self._c, self.strip.network.volume))
