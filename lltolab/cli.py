@@ -61,6 +61,7 @@ def _demo(args: argparse.Namespace) -> int:
             else None,
             "d_eff_cm2_s_200C": evo[0]["d_eff_cm2_s"] if evo else None,
         }
+        extracted.update(_dgb_methods(images[0] if images else {}, "_22C"))
         out = {"catalog": str(folder), "exports": str(lab.export_folder),
                "runs": list(uids), "truth": truth, "extracted": extracted,
                "figures": [f for r in results for f in r.get("figures", [])],
@@ -75,8 +76,36 @@ def _demo(args: argparse.Namespace) -> int:
             ratio = f"{got / true:7.3f}" if got else "   n/a"
             print(f"{key:28s} {true:12.3e} {got if got is None else format(got, '12.3e'):>12} "
                   f"{ratio}")
+        _print_dgb_methods(extracted, truth["dgb_over_delta_cm_s_22C"], "_22C")
         print(f"figures in {folder / 'figures'}; wall time {out['wall_s']:.1f} s")
     return 0
+
+
+def _dgb_methods(image: dict, suffix: str) -> dict:
+    """D_gb/δ of an image result by both methods; the headline from the preferred one."""
+    key = f"dgb_over_delta_cm_s{suffix}"
+    inv = image.get("inversion") or {}
+    out = {f"{key}_boundary_steps": image.get("median_dgb_over_delta_cm_s"),
+           f"{key}_inversion": inv.get("dgb_over_delta_cm_s"),
+           f"{key}_interval": image.get("dgb_over_delta_cm_s_interval"),
+           f"{key}_method": image.get("dgb_over_delta_method")}
+    if image.get("dgb_over_delta_method"):
+        out[key] = image.get("dgb_over_delta_cm_s")
+    return out
+
+
+def _print_dgb_methods(extracted: dict, true: float, suffix: str) -> None:
+    key = f"dgb_over_delta_cm_s{suffix}"
+    steps, inv = extracted.get(f"{key}_boundary_steps"), extracted.get(f"{key}_inversion")
+    interval = extracted.get(f"{key}_interval")
+    text = f"{key}: from {extracted.get(f'{key}_method')}"
+    if inv is not None:
+        text += f"; inversion {inv:.3e} (ratio {inv / true:.3f})"
+        if interval and None not in interval:
+            text += f", 90 % interval [{interval[0]:.3e}, {interval[1]:.3e}]"
+    if steps is not None:
+        text += f"; boundary steps {steps:.3e} (ratio {steps / true:.3f})"
+    print(text)
 
 
 def _sim_serve(args: argparse.Namespace) -> int:
@@ -141,6 +170,7 @@ def _analyze(args: argparse.Namespace) -> int:
         if r["kind"] == "image":
             print(f"{r['run']}: image, mean C {r['c_mean']:.4f}, median D_gb/delta "
                   f"{r['median_dgb_over_delta_cm_s']} cm/s at {r['temperature_K']} K")
+            _print_inversion(r)
         elif r["kind"] == "profiles":
             print(f"{r['run']}: profiles ({r['method']}), D_eff = {r['d_eff_cm2_s']:.3e} "
                   f"± {r['d_eff_stderr_cm2_s']:.1e} cm2/s")
@@ -152,6 +182,20 @@ def _analyze(args: argparse.Namespace) -> int:
         for f in r.get("figures", []):
             print(f"    figure {f}")
     return 0
+
+
+def _print_inversion(r: dict) -> None:
+    inv = r.get("inversion")
+    if not inv:
+        return
+    if inv.get("error"):
+        print(f"    inversion not done: {inv['error']}")
+        return
+    lo, hi = inv.get("dgb_over_delta_cm_s_interval") or (None, None)
+    print(f"    inversion: D_gb/delta {inv['dgb_over_delta_cm_s']:.3e} cm/s "
+          f"[{lo}, {hi}] ({inv['level']:.0%}), D_bulk {inv['d_bulk_cm2_s']:.3e} cm2/s, "
+          f"deviance/dof {inv['deviance_per_dof']:.3f}, converged {inv['converged']}; "
+          f"reported: {r.get('dgb_over_delta_method')}")
 
 
 def _shell(args: argparse.Namespace) -> int:

@@ -457,6 +457,11 @@ def _blur_dv(a: np.ndarray, v: float) -> np.ndarray:
 _V_MAX = 0.9
 
 
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least-squares solution of a x = b (a singular system gives the minimum-norm step)."""
+    return np.linalg.lstsq(a, b, rcond=1e-12)[0]
+
+
 class _Fitter:
     """LM on θ = (ln D, ln k, c_off, c_s, v) with Broyden-updated sensitivities of u."""
 
@@ -494,7 +499,7 @@ class _Fitter:
             score, w = self.counts.score_info(self.c_of(th, u))
             g = basis.T @ score
             hm = basis.T @ (w[:, None] * basis)
-            step = np.linalg.solve(hm, g)
+            step = _solve(hm, g)
             t = 1.0
             while t > 1e-3:
                 trial = th.copy()
@@ -524,7 +529,7 @@ class _Fitter:
             g = jac.T @ score
             h = jac.T @ (w[:, None] * jac)
             dh = np.diag(h).copy()
-            step = np.linalg.solve(h + lam * np.diag(dh), g)
+            step = _solve(h + lam * np.diag(dh), g)
             step[:2] = np.clip(step[:2], -1.0, 1.0)  # at most a factor e per iteration
             trial = theta + step
             trial[4] = min(max(trial[4], 0.0), _V_MAX)
@@ -558,10 +563,7 @@ class _Fitter:
         jac = self.jacobian(theta, u, ju)
         score, w = self.counts.score_info(self.c_of(theta, u))
         h = jac.T @ (w[:, None] * jac)
-        try:
-            step = np.linalg.solve(h, jac.T @ score)
-        except np.linalg.LinAlgError:
-            step = np.zeros(len(theta))
+        step = _solve(h, jac.T @ score)
         if np.max(np.abs(step[:2])) > 2e-3:
             trial = theta + step
             trial[4] = min(max(trial[4], 0.0), _V_MAX)
