@@ -265,6 +265,7 @@ def invert_image(
     max_iterations: int = 25,
     steps_per_stage: int = 8,
     strip_extent_cm: tuple[float, float] = (-0.1, 0.9),
+    fit_edge_grains: bool = False,
 ) -> ImageInversion:
     """Fit the twin's forward model to a whole ⁶Li/⁷Li image (see the module docstring).
 
@@ -300,6 +301,9 @@ def invert_image(
         TR-BDF2 steps per stage of the history.
     strip_extent_cm : tuple of float
         x range of the sample strip (cm), bath side first.
+    fit_edge_grains : bool
+        Also fit the pixels of grains cut by the edges of the raster (off by default: their
+        unseen parts, sealed or homogenised in the model, change how they fill).
 
     Returns
     -------
@@ -355,6 +359,13 @@ def invert_image(
         ids = grains_from_boundary_map(find_boundaries(c_fill, sigma_map=sig))
         source = "c_map"
 
+    if not fit_edge_grains:
+        # grains cut by the raster's edges continue unseen (into the bath side, beyond the
+        # raster): they are modelled, but their pixels do not enter the likelihood
+        inner = ~np.isin(ids, np.unique(np.concatenate([ids[0], ids[-1], ids[:, 0],
+                                                        ids[:, -1]])))
+        if np.count_nonzero(valid & inner) >= 16:
+            valid &= inner
     stages = equivalent_history(history, bulk=bulk)
     pixel_m = (px * 1e-6, py * 1e-6)
     model = ImageForwardModel(ids, pixel_m, stages, temperature_K=temperature_K, bulk=bulk,
@@ -472,10 +483,19 @@ class _Fitter:
         self.solves = 0
         self.u: np.ndarray = np.empty(0)
         self.jac_u: np.ndarray = np.empty((2, 0, 0))
+        self._start: np.ndarray = np.zeros(5)
 
     def forward(self, theta: np.ndarray, sens: bool) -> tuple[np.ndarray, np.ndarray | None]:
         self.solves += 1
         return self.model.solve(math.exp(theta[0]), math.exp(theta[1]), sensitivities=sens)
+
+    def _try(self, trial: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """Forward solve + linear re-fit at a trial point; -inf when it is out of range."""
+        if not np.all(np.abs(trial[:2] - self._start[:2]) < 12.0):  # beyond e^±12 of start
+            return trial, None, -math.inf
+        u_t, _ = self.forward(trial, False)
+        trial, ll_t = self._linear(trial, u_t)
+        return trial, u_t, ll_t
 
     def c_of(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         bu = blur(u, theta[4])[self.valid]
@@ -518,6 +538,7 @@ class _Fitter:
         return th, ll
 
     def run(self, theta: np.ndarray, max_iter: int) -> tuple[np.ndarray, dict[str, Any]]:
+        self._start = theta.copy()
         u, ju = self.forward(theta, True)
         theta, ll = self._linear(theta, u)
         lam = 1e-3
@@ -533,9 +554,8 @@ class _Fitter:
             step[:2] = np.clip(step[:2], -1.0, 1.0)  # at most a factor e per iteration
             trial = theta + step
             trial[4] = min(max(trial[4], 0.0), _V_MAX)
-            u_t, _ = self.forward(trial, False)
-            trial, ll_t = self._linear(trial, u_t)
-            if ll_t > ll - 1e-9:
+            trial, u_t, ll_t = self._try(trial)
+            if u_t is not None and ll_t > ll - 1e-9:
                 d_nl = trial[:2] - theta[:2]
                 # Broyden update of the u-sensitivities along the accepted step
                 nn = float(d_nl @ d_nl)
@@ -564,6 +584,7 @@ class _Fitter:
         score, w = self.counts.score_info(self.c_of(theta, u))
         h = jac.T @ (w[:, None] * jac)
         step = _solve(h, jac.T @ score)
+        step[:2] = np.clip(step[:2], -0.1, 0.1)
         if np.max(np.abs(step[:2])) > 2e-3:
             trial = theta + step
             trial[4] = min(max(trial[4], 0.0), _V_MAX)
