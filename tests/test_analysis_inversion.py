@@ -180,6 +180,7 @@ def test_equivalent_history_merges_splits_and_fills_gaps() -> None:
     ({"pixel_um": 0.0}, "pixel_um must be finite and > 0"),
     ({"grain_ids": np.zeros((3, 3), int)}, "grain_ids has shape"),
     ({"temperature_K": 0.0}, "temperature_K must be > 0"),
+    ({"cluster_um": -1.0}, "cluster_um must be finite and > 0"),
 ])
 def test_bad_input_is_rejected_early(small_grains, bad, match) -> None:
     i6 = np.full(small_grains.shape, 100.0)

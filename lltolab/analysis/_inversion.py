@@ -19,8 +19,9 @@ them; c_off and c_s enter linearly and are re-optimised for every forward solve.
 Uncertainty: the Fisher information gives the model-based (Laplace) standard errors. Real
 boundaries differ from one another (the twin draws a log-normal multiplier per boundary), so
 one k is an average and the scatter of the boundaries adds to its uncertainty; the reported
-interval uses the cluster-robust (sandwich) covariance with the grains as clusters, which
-contains that scatter, and never a narrower one than the model-based.
+interval uses the cluster-robust (sandwich) covariance with square blocks of grains (a few
+grain diameters) as clusters, which contains that scatter, with Student's t for the number of
+clusters, and is never narrower than the model-based one.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
 
@@ -117,7 +118,8 @@ class ImageInversion:
     dgb_over_delta_cm_s : float
         Fitted k = D*_gb/δ (cm/s) at ``temperature_K``: one value for all boundaries.
     interval_cm_s : tuple of float
-        (low, high) confidence interval of k at ``level`` (cluster-robust, log scale).
+        (low, high) confidence interval of k at ``level`` (cluster-robust, log scale,
+        Student's t with clusters − 1 degrees of freedom).
     level : float
         Confidence level of the intervals (0.9 by default).
     stderr_ln_k, stderr_ln_k_model : float
@@ -153,7 +155,8 @@ class ImageInversion:
     cpu_s, wall_s : float
         Process CPU time and wall time of the inversion (s).
     c_model, c_data, residual : ndarray
-        Model and measured C maps and the Pearson residual map of C (NaN where invalid).
+        Model and measured C maps and the Pearson residual map of C (NaN where not fitted:
+        unusable counts, grains cut by the raster's edges).
     grain_ids : ndarray
         Grain map of the model.
     """
@@ -266,6 +269,7 @@ def invert_image(
     steps_per_stage: int = 8,
     strip_extent_cm: tuple[float, float] = (-0.1, 0.9),
     fit_edge_grains: bool = False,
+    cluster_um: float = 48.0,
 ) -> ImageInversion:
     """Fit the twin's forward model to a whole ⁶Li/⁷Li image (see the module docstring).
 
@@ -302,8 +306,13 @@ def invert_image(
     strip_extent_cm : tuple of float
         x range of the sample strip (cm), bath side first.
     fit_edge_grains : bool
-        Also fit the pixels of grains cut by the edges of the raster (off by default: their
-        unseen parts, sealed or homogenised in the model, change how they fill).
+        Also fit the pixels of grains cut by the top, bottom and far edges of the raster
+        (off by default: their unseen parts, sealed or homogenised in the model, change how
+        they fill).
+    cluster_um : float
+        Side (µm) of the square blocks of grains (by centroid) that are the clusters of the
+        robust covariance; a few grain diameters, so that the scores of neighbouring
+        clusters, which share boundaries, are nearly independent.
 
     Returns
     -------
@@ -320,6 +329,8 @@ def invert_image(
             raise ValueError(f"counts up to {top:.0f} exceed n_pulses={n_pulses}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if not (math.isfinite(cluster_um) and cluster_um > 0):
+        raise ValueError(f"cluster_um must be finite and > 0 µm, got {cluster_um!r}")
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
     px, py = ((float(pixel_um),) * 2 if np.ndim(pixel_um) == 0
@@ -360,10 +371,10 @@ def invert_image(
         source = "c_map"
 
     if not fit_edge_grains:
-        # grains cut by the raster's edges continue unseen (into the bath side, beyond the
-        # raster): they are modelled, but their pixels do not enter the likelihood
-        inner = ~np.isin(ids, np.unique(np.concatenate([ids[0], ids[-1], ids[:, 0],
-                                                        ids[:, -1]])))
+        # grains cut by the raster's top, bottom and far edges continue unseen: they are
+        # modelled (sealed, resp. homogenised, beyond the edge), but not fitted; grains at
+        # the liquid level stay (the unseen side is held at the bath fraction, as modelled)
+        inner = ~np.isin(ids, np.unique(np.concatenate([ids[0], ids[-1], ids[:, -1]])))
         if np.count_nonzero(valid & inner) >= 16:
             valid &= inner
     stages = equivalent_history(history, bulk=bulk)
@@ -398,24 +409,23 @@ def invert_image(
         h_inv = np.full((5, 5), np.nan)
         cond_ok = False
     contrib = jac * score[:, None]
-    grains = ids[valid]
-    n_cl = int(grains.max()) + 1
+    blocks = _grain_blocks(ids, (px, py), cluster_um)[valid]
+    n_cl = int(blocks.max()) + 1
     npar = jac.shape[1]
-    sums = np.stack([np.bincount(grains, contrib[:, i], n_cl) for i in range(npar)], axis=1)
-    g_used = int(np.count_nonzero(np.bincount(grains, minlength=n_cl)))
+    sums = np.stack([np.bincount(blocks, contrib[:, i], n_cl) for i in range(npar)], axis=1)
+    g_used = int(np.count_nonzero(np.bincount(blocks, minlength=n_cl)))
     meat = sums.T @ sums * (g_used / max(g_used - 1, 1))
     cov_rob = h_inv @ meat @ h_inv
     se_model = np.sqrt(np.maximum(np.diag(h_inv), 0))
     se = np.maximum(np.sqrt(np.maximum(np.diag(cov_rob), 0)), se_model)
-    z = float(norm.ppf(0.5 + 0.5 * level))
+    z = float(student_t.ppf(0.5 + 0.5 * level, max(g_used - 1, 1)))
     dsd = np.sqrt(np.outer(se, se))
     corr_base = cov_rob.copy()
     corr_base[np.diag_indices(len(se))] = se**2
     corr = corr_base / dsd
     dev, pearson, _ = counts.quality(c)
     dof = int(valid.sum()) - len(theta)
-    c_model = np.full(a6.shape, np.nan)
-    c_model[valid] = c
+    c_model = theta[2] + (theta[3] - theta[2]) * blur(u, theta[4])
     resid = np.full(a6.shape, np.nan)
     resid[valid] = (frac.c[valid] - c) * np.sqrt(w)
     converged = info["converged"] and cond_ok
@@ -439,7 +449,7 @@ def invert_image(
         temperature_K=float(temperature_K), stages=tuple(stages),
         iterations=info["iterations"], forward_solves=info["solves"], converged=converged,
         message=message, cpu_s=time.process_time() - cpu0, wall_s=time.perf_counter() - wall0,
-        c_model=c_model, c_data=np.where(valid, frac.c, np.nan), residual=resid,
+        c_model=c_model, c_data=np.asarray(frac.c, dtype=float), residual=resid,
         grain_ids=ids,
     )
 
@@ -466,6 +476,20 @@ def _blur_dv(a: np.ndarray, v: float) -> np.ndarray:
 
 
 _V_MAX = 0.9
+
+
+def _grain_blocks(ids: np.ndarray, pixel_um: tuple[float, float], side_um: float) -> np.ndarray:
+    """Cluster index per pixel: the square block (``side_um``) holding its grain's centroid."""
+    ny, nx = ids.shape
+    n = int(ids.max()) + 1
+    r, c = np.mgrid[0:ny, 0:nx]
+    cnt = np.maximum(np.bincount(ids.ravel(), minlength=n), 1)
+    gx = np.bincount(ids.ravel(), c.ravel() + 0.5, n) / cnt * pixel_um[0]
+    gy = np.bincount(ids.ravel(), r.ravel() + 0.5, n) / cnt * pixel_um[1]
+    nbx = max(1, int(math.ceil(nx * pixel_um[0] / side_um)))
+    bx = np.minimum((gx // side_um).astype(np.int64), nbx - 1)
+    by = (gy // side_um).astype(np.int64)
+    return (by * nbx + bx)[ids]
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -46,8 +46,13 @@ def plot_inversion(
         ax.set_xticklabels([])
     ax = fig.add_axes((0.07, 0.06, 0.82, 0.2))
     x_um = (np.arange(nx) + 0.5) * px * 1e4
-    ax.plot(x_um, np.nanmean(data, axis=0), ".", ms=2, color="0.4", label="measured (mean over y)")
-    ax.plot(x_um, np.nanmean(model, axis=0), "-", color="C3", label="model (mean over y)")
+    fitted = np.isfinite(resid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = fitted.sum(axis=0)
+        d_mean = np.where(fitted, data, 0.0).sum(axis=0) / n
+        m_mean = np.where(fitted, model, 0.0).sum(axis=0) / n
+    ax.plot(x_um, d_mean, ".", ms=2, color="0.4", label="measured (mean over fitted pixels)")
+    ax.plot(x_um, m_mean, "-", color="C3", label="model (same pixels)")
     ax.set_xlim(extent[0], extent[1])
     ax.set_xlabel("x from liquid level (µm)")
     ax.set_ylabel("C")
