@@ -37,14 +37,14 @@ def plot_inversion(
     panels = [(data, "measured C", "viridis", lo, hi), (model, "model C", "viridis", lo, hi),
               (resid, "Pearson residual (σ)", "RdBu_r", -3.0, 3.0)]
     for i, (img, label, cmap, vmin, vmax) in enumerate(panels):
-        ax = fig.add_axes((0.07, 0.76 - 0.225 * i, 0.82, 0.2))
-        cax = fig.add_axes((0.91, 0.76 - 0.225 * i, 0.015, 0.2))
+        ax = fig.add_axes((0.07, 0.71 - 0.215 * i, 0.82, 0.19))
+        cax = fig.add_axes((0.91, 0.71 - 0.215 * i, 0.015, 0.19))
         im = ax.imshow(img, origin="lower", extent=extent, cmap=cmap, vmin=vmin, vmax=vmax,
                        aspect="equal", interpolation="nearest")
         fig.colorbar(im, cax=cax, label=label)
         ax.set_ylabel("y (µm)")
         ax.set_xticklabels([])
-    ax = fig.add_axes((0.07, 0.06, 0.82, 0.2))
+    ax = fig.add_axes((0.07, 0.05, 0.82, 0.18))
     x_um = (np.arange(nx) + 0.5) * px * 1e4
     fitted = np.isfinite(resid)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -63,5 +63,5 @@ def plot_inversion(
             f"cm²/s, deviance/dof = {inv.deviance_per_dof:.3f}")
     if step_median_cm_s is not None:
         text += f"; boundary steps: median {step_median_cm_s:.3g} cm/s"
-    fig.suptitle((title + "\n" if title else "") + text, fontsize=9)
+    fig.suptitle((title + "\n" if title else "") + text, fontsize=9, y=0.975)
     return _save(fig, Path(path))
