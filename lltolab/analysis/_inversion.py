@@ -15,8 +15,9 @@ dead time) the likelihood of I6 given I6 + I7 is Binomial(I6 + I7, C).
 The fit is Levenberg–Marquardt / Fisher scoring in θ with exact tangent sensitivities of the
 discrete forward model at the first and last iterate and rank-one (Broyden) updates between
 them; c_off and c_s enter linearly and are re-optimised for every forward solve. D_bulk is a
-nuisance parameter with a weak log-normal prior (sd 1 in ln) centred on the NMR law; it
-absorbs what the model lacks at the pixel scale and is not a measurement of D_bulk.
+nuisance parameter with a weak log-normal prior (sd 1 in ln) centred on the NMR law and kept
+within a factor 10 of it; it absorbs what the model lacks at the pixel scale and is not a
+measurement of D_bulk.
 
 Uncertainty: the Fisher information gives the model-based (Laplace) standard errors. Real
 boundaries differ from one another (the twin draws a log-normal multiplier per boundary), so
@@ -406,7 +407,8 @@ def invert_image(
     fitter = _Fitter(model, counts, valid)
     fitter.prior_mu = math.log(float(bulk(temperature_K)))
     fitter.prior_prec = 0.0 if d_bulk_prior_sd_ln is None else d_bulk_prior_sd_ln ** -2
-    theta = np.array([math.log(d0), math.log(k0), c_offset_start, c_bath_start, 0.25])
+    theta = fitter._bounded(np.array([math.log(d0), math.log(k0), c_offset_start,
+                                      c_bath_start, 0.25]))
     theta, info = fitter.run(theta, max_iterations)
     # covariance: model-based (Fisher) and cluster-robust with grains as clusters
     u, jac_u = fitter.u, fitter.jac_u
@@ -493,6 +495,7 @@ def _blur_dv(a: np.ndarray, v: float) -> np.ndarray:
 
 
 _V_MAX = 0.9
+_LN_D_RANGE = math.log(10.0)
 
 
 def _grain_blocks(ids: np.ndarray, pixel_um: tuple[float, float], side_um: float) -> np.ndarray:
@@ -580,6 +583,13 @@ class _Fitter:
                 break
         return th, ll + self.log_prior(th)
 
+    def _bounded(self, theta: np.ndarray) -> np.ndarray:
+        """Blur variance in [0, 0.9] px²; D_bulk within a factor 10 of the law."""
+        out = theta.copy()
+        out[4] = min(max(out[4], 0.0), _V_MAX)
+        out[0] = min(max(out[0], self.prior_mu - _LN_D_RANGE), self.prior_mu + _LN_D_RANGE)
+        return out
+
     def log_prior(self, theta: np.ndarray) -> float:
         """Weak log-normal prior of D_bulk (the NMR law at the temperature)."""
         return -0.5 * self.prior_prec * (theta[0] - self.prior_mu) ** 2
@@ -601,8 +611,7 @@ class _Fitter:
             dh = np.diag(h).copy()
             step = _solve(h + lam * np.diag(dh), g)
             step[:2] = np.clip(step[:2], -1.0, 1.0)  # at most a factor e per iteration
-            trial = theta + step
-            trial[4] = min(max(trial[4], 0.0), _V_MAX)
+            trial = self._bounded(theta + step)
             trial, u_t, ll_t = self._try(trial)
             if u_t is not None and ll_t > ll - 1e-9:
                 d_nl = trial[:2] - theta[:2]
@@ -638,8 +647,7 @@ class _Fitter:
         step = _solve(h, g)
         step[:2] = np.clip(step[:2], -0.1, 0.1)
         if np.max(np.abs(step[:2])) > 2e-3:
-            trial = theta + step
-            trial[4] = min(max(trial[4], 0.0), _V_MAX)
+            trial = self._bounded(theta + step)
             u_t, ju_t = self.forward(trial, True)
             trial, ll_t = self._linear(trial, u_t)
             if ll_t > ll:
