@@ -41,8 +41,9 @@ def _demo(args: argparse.Namespace) -> int:
         cat = session.catalog
         kinds = {u: cat[u].metadata["start"]["plan_name"] for u in uids}
         wanted = [u for u in uids if kinds[u] in ("sims_image", "sims_line_profile")]
+        first_image = [u for u in wanted if kinds[u] == "sims_image"][:1]
         results = analyze_runs(cat, wanted, figures_dir=folder / "figures",
-                               micrograph=micrograph)
+                               micrograph=micrograph, invert=first_image)
         sample = lab.sample
         t22, t200 = 295.15, anneal_K
         spread = float(np.median(sample.micro.spread))

@@ -10,7 +10,7 @@ D_bulk follows (with its plot).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def analyze_runs(
     catalog: Any, refs: Sequence[str | int], *, figures_dir: str | Path | None = None,
     micrograph: str | Path | None = None, bulk: BulkDiffusivity | None = None,
     fit_x0: bool = False,
-    invert: bool = True,
+    invert: bool | Collection[str] = True,
 ) -> list[dict[str, Any]]:
     """Analyse image and line-profile runs (by uid or scan_id); one result dict per analysis.
 
@@ -90,10 +90,11 @@ def analyze_runs(
     fit_x0 : bool
         Fit an origin shift (meniscus) in the erfc fit. Off by default: the extra freedom
         trades against D (on the twin, which has no meniscus, it biased D_eff up to 15 % low).
-    invert : bool
+    invert : bool or collection of uids
         Also fit the twin's forward model to each whole image (``inversion`` in the image's
         result, beside the boundary steps; ``dgb_over_delta_cm_s`` and
-        ``dgb_over_delta_method`` say which one is reported).
+        ``dgb_over_delta_method`` say which one is reported); a collection: only to the image
+        runs with these uids.
     """
     bulk = bulk or BulkDiffusivity.paper_default()
     boundary_map = np.load(micrograph) if micrograph is not None else None
@@ -115,7 +116,7 @@ def analyze_runs(
                                 boundary_map.shape == img["i6"].shape else None,
                                 figures_dir=figures_dir)
             res["uid"] = start["uid"]
-            if invert:
+            if invert is True or (not isinstance(invert, bool) and start["uid"] in invert):
                 _add_inversion(res, img, history, temp, boundary_map, name, figures_dir, bulk)
             results.append(res)
         elif plan == "sims_line_profile":
