@@ -24,7 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from lltolab.catalog import default_catalog_path, resolve_target  # noqa: PLC0415
     from lltolab.session import start  # noqa: PLC0415
-    from lltolab.vocabulary import IMAGING_PLANS, ROOM_K  # noqa: PLC0415
+    from lltolab.vocabulary import IMAGING_PLANS, ROOM_K, PlanName  # noqa: PLC0415
 
     target = resolve_target(args.catalog or default_catalog_path().parent / "demo")
     # figures next to the catalog folder, or next to the server's session state
@@ -50,7 +50,9 @@ def _demo(args: argparse.Namespace) -> int:
         cat = session.catalog
         kinds = {u: cat[u].metadata["start"]["plan_name"] for u in uids}
         wanted = [u for u in uids if kinds[u] in IMAGING_PLANS]
-        results, failures = _demo_analyses(cat, wanted, kinds, folder / "figures", micrograph)
+        first_image = [u for u in wanted if kinds[u] == PlanName.SIMS_IMAGE][:1]
+        results, failures = _demo_analyses(cat, wanted, kinds, folder / "figures", micrograph,
+                                           invert=first_image)
         sample = lab.sample
         t22, t200 = ROOM_K, anneal_K
         spread = float(np.median(sample.micro.spread))
@@ -60,6 +62,9 @@ def _demo(args: argparse.Namespace) -> int:
             "d_eff_cm2_s_200C": sample.truth(t200)["d_eff_m2_s"] * 1e4,
         }
         extracted, missing = demo_extracted(results, failures)
+        images = [r for r in results if r.get("kind") == "image"]
+        extracted.update(_dgb_methods(images[0] if images else {}, "_22C"))
+        missing = {k: why for k, why in missing.items() if extracted.get(k) is None}
         out = {"catalog": str(target), "exports": str(lab.export_folder),
                "runs": list(uids), "truth": truth, "extracted": extracted,
                "missing": missing,
@@ -69,6 +74,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(json.dumps(out))
     else:
         print(demo_report(out))
+        _print_dgb_methods(extracted, truth["dgb_over_delta_cm_s_22C"], "_22C")
     return 0
 
 
@@ -94,7 +100,8 @@ between the two line profiles)."""
 
 
 def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures: object,
-                   micrograph: object) -> tuple[list[dict], dict[str, str]]:
+                   micrograph: object, invert: object = True,
+                   ) -> tuple[list[dict], dict[str, str]]:
     """All analyses of the demo's image and profile runs; a failing one is reported, not raised.
 
     Returns the results and, per kind of analysis that raised (``image`` / ``profiles``), the
@@ -103,7 +110,8 @@ def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures:
     from lltolab.run_analysis import analyze_runs  # noqa: PLC0415
 
     try:
-        return analyze_runs(cat, uids, figures_dir=figures, micrograph=micrograph), {}
+        return analyze_runs(cat, uids, figures_dir=figures, micrograph=micrograph,
+                            invert=invert), {}
     except Exception:  # noqa: BLE001 - retry per kind to find which analysis failed
         pass
     results: list[dict] = []
@@ -112,7 +120,8 @@ def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures:
               "profiles": [u for u in uids if kinds[u] == "sims_line_profile"]}
     for kind, group in groups.items():
         try:
-            results += analyze_runs(cat, group, figures_dir=figures, micrograph=micrograph)
+            results += analyze_runs(cat, group, figures_dir=figures, micrograph=micrograph,
+                                    invert=invert)
         except Exception as exc:  # noqa: BLE001 - the report names it
             failures[kind] = f"{type(exc).__name__}: {exc}"
     return results, failures
@@ -178,6 +187,33 @@ def _why_no_value(result: dict, field: str) -> str:
                 f"boundaries, {n_sel} with a resolvable step: no finite median D_gb/δ")
     return (f"the {result.get('method', 'profile')} fit of run {result.get('run')} gave no "
             f"finite {field} (fit failed or did not converge)")
+
+
+def _dgb_methods(image: dict, suffix: str) -> dict:
+    """D_gb/δ of an image result by both methods; the headline from the preferred one."""
+    key = f"dgb_over_delta_cm_s{suffix}"
+    inv = image.get("inversion") or {}
+    out = {f"{key}_boundary_steps": image.get("median_dgb_over_delta_cm_s"),
+           f"{key}_inversion": inv.get("dgb_over_delta_cm_s"),
+           f"{key}_interval": image.get("dgb_over_delta_cm_s_interval"),
+           f"{key}_method": image.get("dgb_over_delta_method")}
+    if image.get("dgb_over_delta_method"):
+        out[key] = image.get("dgb_over_delta_cm_s")
+    return out
+
+
+def _print_dgb_methods(extracted: dict, true: float, suffix: str) -> None:
+    key = f"dgb_over_delta_cm_s{suffix}"
+    steps, inv = extracted.get(f"{key}_boundary_steps"), extracted.get(f"{key}_inversion")
+    interval = extracted.get(f"{key}_interval")
+    text = f"{key}: from {extracted.get(f'{key}_method')}"
+    if inv is not None:
+        text += f"; inversion {inv:.3e} (ratio {inv / true:.3f})"
+        if interval and None not in interval:
+            text += f", 90 % interval [{interval[0]:.3e}, {interval[1]:.3e}]"
+    if steps is not None:
+        text += f"; boundary steps {steps:.3e} (ratio {steps / true:.3f})"
+    print(text)
 
 
 def _sim_serve(args: argparse.Namespace) -> int:
@@ -299,6 +335,7 @@ def _analyze(args: argparse.Namespace) -> int:
         if r["kind"] == "image":
             print(f"{r['run']}: image, mean C {r['c_mean']:.4f}, median D_gb/delta "
                   f"{r['median_dgb_over_delta_cm_s']} cm/s at {r['temperature_K']} K")
+            _print_inversion(r)
         elif r["kind"] == "profiles":
             print(f"{r['run']}: profiles ({r['method']}), D_eff = {r['d_eff_cm2_s']:.3e} "
                   f"± {r['d_eff_stderr_cm2_s']:.1e} cm2/s")
@@ -310,6 +347,20 @@ def _analyze(args: argparse.Namespace) -> int:
         for f in r.get("figures", []):
             print(f"    figure {f}")
     return 0
+
+
+def _print_inversion(r: dict) -> None:
+    inv = r.get("inversion")
+    if not inv:
+        return
+    if inv.get("error"):
+        print(f"    inversion not done: {inv['error']}")
+        return
+    lo, hi = inv.get("dgb_over_delta_cm_s_interval") or (None, None)
+    print(f"    inversion: D_gb/delta {inv['dgb_over_delta_cm_s']:.3e} cm/s "
+          f"[{lo}, {hi}] ({inv['level']:.0%}), D_bulk {inv['d_bulk_cm2_s']:.3e} cm2/s, "
+          f"deviance/dof {inv['deviance_per_dof']:.3f}, converged {inv['converged']}; "
+          f"reported: {r.get('dgb_over_delta_method')}")
 
 
 def _shell(args: argparse.Namespace) -> int:

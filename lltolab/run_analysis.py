@@ -10,13 +10,19 @@ D_bulk follows (with its plot).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lltolab.analysis import analyze_campaign, analyze_image, analyze_profiles
+from lltolab.analysis import (
+    analyze_campaign,
+    analyze_image,
+    analyze_profiles,
+    invert_image_run,
+    preferred_dgb_over_delta,
+)
 from lltolab.diffusion import BulkDiffusivity
 from lltolab.vocabulary import ROOM_K, WARM_SOURCES, DataKey, DeviceName, PlanName, SegmentSource
 
@@ -68,6 +74,7 @@ def analyze_runs(
     catalog: Any, refs: Sequence[str | int], *, figures_dir: str | Path | None = None,
     micrograph: str | Path | None = None, bulk: BulkDiffusivity | None = None,
     fit_x0: bool = False,
+    invert: bool | Collection[str] = True,
 ) -> list[dict[str, Any]]:
     """Analyse image and line-profile runs (by uid or scan_id); one result dict per analysis.
 
@@ -84,6 +91,11 @@ def analyze_runs(
     fit_x0 : bool
         Fit an origin shift (meniscus) in the erfc fit. Off by default: the extra freedom
         trades against D (on the twin, which has no meniscus, it biased D_eff up to 15 % low).
+    invert : bool or collection of uids
+        Also fit the twin's forward model to each whole image (``inversion`` in the image's
+        result, beside the boundary steps; ``dgb_over_delta_cm_s`` and
+        ``dgb_over_delta_method`` say which one is reported); a collection: only to the image
+        runs with these uids.
     """
     bulk = bulk or BulkDiffusivity.paper_default()
     boundary_map = np.load(micrograph) if micrograph is not None else None
@@ -105,6 +117,8 @@ def analyze_runs(
                                 boundary_map.shape == img["i6"].shape else None,
                                 figures_dir=figures_dir)
             res["uid"] = start["uid"]
+            if invert is True or (not isinstance(invert, bool) and start["uid"] in invert):
+                _add_inversion(res, img, history, temp, boundary_map, name, figures_dir, bulk)
             results.append(res)
         elif plan == PlanName.SIMS_LINE_PROFILE:
             x_cm, c = load_profile(run)
@@ -165,3 +179,21 @@ def _campaign_points(results: Sequence[dict[str, Any]],
         if d_eff is not None and d_eff > 0:
             pt["d_eff_cm2_s"] = d_eff
     return [pt for _, pt in sorted(points.items())]
+
+
+def _add_inversion(res: dict[str, Any], img: dict[str, Any], history: Sequence[dict[str, Any]],
+                   temp: float, boundary_map: np.ndarray | None, name: str,
+                   figures_dir: str | Path | None, bulk: BulkDiffusivity) -> None:
+    """Model-based inversion of the image beside the boundary steps (in place)."""
+    bmap = boundary_map if boundary_map is not None and \
+        boundary_map.shape == img["i6"].shape else None
+    try:
+        inv = invert_image_run(img["i6"], img["i7"], history=history, temperature_K=temp,
+                               pixel_um=img["pixel_um"], n_pulses=img["n_pulses"],
+                               boundary_map=bmap, run=name, figures_dir=figures_dir,
+                               bulk=bulk, step_median_cm_s=res.get("median_dgb_over_delta_cm_s"))
+    except ValueError as exc:  # e.g. a run without a thermal history: steps only
+        inv = {"method": "inversion", "converged": False, "error": str(exc), "figures": []}
+    res["inversion"] = inv
+    res["figures"] = list(res.get("figures", [])) + inv.get("figures", [])
+    res.update(preferred_dgb_over_delta(res))

@@ -31,7 +31,11 @@ from ._figures import (
     plot_c_map,
     plot_profiles,
 )
+from ._forward import HeatStage, ImageForwardModel, equivalent_history
 from ._fraction import IsotopeFraction, dead_time_correct, isotope_fraction
+from ._inversion import ImageInversion, invert_image
+from ._inversion_api import invert_image_run, preferred_dgb_over_delta
+from ._inversion_figure import plot_inversion
 from ._transport import (
     E_CHARGE_C,
     K_B_J_PER_K,
@@ -84,5 +88,13 @@ __all__ = [
     "plot_arrhenius",
     "analyze_image",
     "analyze_profiles",
+    "HeatStage",
+    "ImageForwardModel",
+    "equivalent_history",
+    "ImageInversion",
+    "invert_image",
+    "plot_inversion",
+    "invert_image_run",
+    "preferred_dgb_over_delta",
     "analyze_campaign",
 ]

@@ -1,0 +1,201 @@
+"""Model-based inversion of a SIMS image (lltolab.analysis.invert_image)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lltolab.analysis import (
+    HeatStage,
+    ImageForwardModel,
+    equivalent_history,
+    invert_image,
+    invert_image_run,
+    preferred_dgb_over_delta,
+)
+from lltolab.diffusion import VirtualSample, celsius_to_kelvin
+from lltolab.sim_devices import SimsSettings, SurfaceLabSimulator
+from lltolab.sim_devices._clock import VirtualClock
+
+T22 = celsius_to_kelvin(22)
+EXCHANGE_S = 1.5 * 3600.0
+HISTORY = [  # as recorded: exchange, an unrecorded minute on the bench, transfer, quench
+    {"start_s": 0.0, "end_s": EXCHANGE_S, "temperature_K": T22, "immersed": True},
+    {"start_s": EXCHANGE_S + 60.0, "end_s": EXCHANGE_S + 240.0, "temperature_K": T22,
+     "immersed": False},
+    {"start_s": EXCHANGE_S + 240.0, "end_s": EXCHANGE_S + 300.0,
+     "temperature_K": [T22, celsius_to_kelvin(-110)], "immersed": False},
+]
+
+
+def _twin_image(seed: int, *, spread_sigma: float = 0.0, pixels=(150, 60)) -> dict:
+    """A small image of the twin rendered by the simulator (default dose, dead time)."""
+    sample = VirtualSample.paper_default(seed, window_m=(-10e-6, 160e-6, 0.0, 70e-6),
+                                         spread_sigma=spread_sigma)
+    sample.set_environment(0.0, temperature_K=T22, immersed=True)
+    sample.set_environment(EXCHANGE_S, temperature_K=T22, immersed=False)
+    sample.set_environment(EXCHANGE_S + 270.0, temperature_K=celsius_to_kelvin(-110),
+                           immersed=False)
+    settings = SimsSettings(field_of_view_um=(150.0, 60.0), pixels=pixels)
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = SurfaceLabSimulator(sample, VirtualClock(1.0), tmp, settings=settings,
+                                  seed=seed + 7)
+        c = sim.true_c_under_raster(sample.field(EXCHANGE_S + 400.0))
+        i6, i7 = sim.count(c, settings.pulses_per_pixel)
+        micrograph = np.load(sim.write_micrograph("m"))
+    truth = sample.truth(T22)
+    return {"i6": i6, "i7": i7, "n_pulses": settings.pulses_per_pixel,
+            "pixel_um": (150.0 / pixels[0], 60.0 / pixels[1]), "micrograph": micrograph,
+            "k_cm_s": truth["k_gb_m_s"] * 100 * float(np.median(sample.micro.spread)),
+            "d_bulk_cm2_s": truth["d_bulk_m2_s"] * 1e4}
+
+
+@pytest.fixture(scope="module")
+def twin_image() -> dict:
+    return _twin_image(3)
+
+
+def _model_counts(ids, d_cm2_s, k_cm_s, *, c_off=0.0759, c_bath=0.95, n_pulses=None,
+                  scale=1e7):
+    """Counts equal (to rounding) to the model's expectation: a noise-free image."""
+    model = ImageForwardModel(ids, (1e-6, 1e-6), equivalent_history(HISTORY),
+                              temperature_K=T22)
+    u, _ = model.solve(d_cm2_s * 1e-4, k_cm_s * 1e-2, sensitivities=False)
+    c = c_off + (c_bath - c_off) * u
+    if n_pulses is None:
+        return np.round(scale * c), np.round(scale * (1 - c))
+    y = 0.6
+    return (np.round(n_pulses * -np.expm1(-y * c)), np.round(n_pulses * -np.expm1(-y * (1 - c))))
+
+
+@pytest.fixture(scope="module")
+def small_grains() -> np.ndarray:
+    return VirtualSample.paper_default(5, window_m=(0.0, 120e-6, 0.0, 40e-6)).grain_ids
+
+
+def test_noise_free_recovery_is_exact(small_grains) -> None:
+    """Data that the model produces exactly: D_bulk, k and both fractions come back."""
+    d, k = 2.6e-8, 1.1e-6
+    i6, i7 = _model_counts(small_grains, d, k, n_pulses=10**9)
+    inv = invert_image(i6, i7, history=HISTORY, temperature_K=T22, pixel_um=1.0,
+                       n_pulses=10**9, grain_ids=small_grains, k_start_cm_s=3e-6,
+                       d_bulk_start_cm2_s=1e-8)
+    assert inv.converged, inv.message
+    assert inv.dgb_over_delta_cm_s == pytest.approx(k, rel=2e-3)
+    assert inv.d_bulk_cm2_s == pytest.approx(d, rel=1e-2)
+    assert inv.c_offset == pytest.approx(0.0759, abs=1e-4)
+    assert inv.c_bath == pytest.approx(0.95, abs=2e-3)
+    assert inv.blur_var_px2 < 0.02
+    assert inv.interval_cm_s[0] < k < inv.interval_cm_s[1]
+
+
+def test_noise_free_without_dead_time(small_grains) -> None:
+    """The Poisson limit (no n_pulses): binomial of I6 given I6 + I7."""
+    d, k = 2.6e-8, 2.0e-6
+    i6, i7 = _model_counts(small_grains, d, k)
+    inv = invert_image(i6, i7, history=HISTORY, temperature_K=T22, pixel_um=1.0,
+                       grain_ids=small_grains)
+    assert inv.converged
+    assert inv.dgb_over_delta_cm_s == pytest.approx(k, rel=2e-3)
+
+
+def test_tangent_sensitivities_match_finite_differences(small_grains) -> None:
+    model = ImageForwardModel(small_grains[:, :60], (1e-6, 1e-6),
+                              equivalent_history(HISTORY), temperature_K=T22)
+    d, k = 2.6e-12, 1.4e-8
+    _, du = model.solve(d, k)
+    for i, (dd, kk) in enumerate(((d * 1.001, k), (d, k * 1.001))):
+        up, _ = model.solve(dd, kk, sensitivities=False)
+        dn, _ = model.solve(d * d / dd, k * k / kk, sensitivities=False)
+        fd = (up - dn) / (2 * math.log(1.001))
+        assert np.max(np.abs(du[i] - fd)) < 1e-4 * max(1e-3, np.max(np.abs(fd))) + 1e-7
+
+
+def test_twin_image_at_default_dose_interval_covers(twin_image) -> None:
+    """A twin image rendered by the simulator (~1e3 counts per pixel, dead time) with the
+    etched micrograph: the 90 % interval covers the twin's k and the fit is near the noise."""
+    img = twin_image
+    inv = invert_image(img["i6"], img["i7"], history=HISTORY, temperature_K=T22,
+                       pixel_um=img["pixel_um"], n_pulses=img["n_pulses"],
+                       boundary_map=img["micrograph"])
+    assert inv.converged, inv.message
+    lo, hi = inv.interval_cm_s
+    assert lo < img["k_cm_s"] < hi
+    assert inv.dgb_over_delta_cm_s == pytest.approx(img["k_cm_s"], rel=0.25)
+    assert 0.9 < inv.deviance_per_dof < 1.2
+    assert 0.9 < inv.pearson_per_dof < 1.2
+    assert inv.grain_source == "boundary_map"
+    assert inv.stderr_ln_k >= inv.stderr_ln_k_model > 0
+
+
+def test_run_level_dict_and_figure(tmp_path: Path) -> None:
+    img = _twin_image(4, pixels=(154, 62))  # pixels of 0.974 x 0.968 µm
+    out = invert_image_run(img["i6"], img["i7"], history=HISTORY, temperature_K=T22,
+                           pixel_um=img["pixel_um"], n_pulses=img["n_pulses"],
+                           boundary_map=img["micrograph"], run="r1", figures_dir=tmp_path,
+                           step_median_cm_s=1e-6)
+    assert out["method"] == "inversion"
+    assert len(out["dgb_over_delta_cm_s_interval"]) == 2
+    assert Path(out["figures"][0]).name == "r1_inversion.png"
+    assert Path(out["figures"][0]).stat().st_size > 10_000
+    pref = preferred_dgb_over_delta({"inversion": out, "median_dgb_over_delta_cm_s": 5e-7})
+    assert pref["dgb_over_delta_method"] == ("inversion" if out["converged"] else
+                                             "boundary_steps")
+    steps = preferred_dgb_over_delta({"inversion": {"converged": False},
+                                      "median_dgb_over_delta_cm_s": 5e-7})
+    assert steps == {"dgb_over_delta_cm_s": 5e-7, "dgb_over_delta_method": "boundary_steps",
+                     "dgb_over_delta_cm_s_interval": None, "dgb_over_delta_level": None}
+
+
+def test_equivalent_history_merges_splits_and_fills_gaps() -> None:
+    hist = [
+        {"start_s": 0.0, "end_s": 100.0, "temperature_K": 295.15, "immersed": True},
+        {"start_s": 150.0, "end_s": 160.0, "temperature_K": 295.15, "immersed": False},
+        {"start_s": 160.0, "end_s": 200.0, "temperature_K": [295.15, 163.15],
+         "immersed": False},
+        {"start_s": 200.0, "end_s": 1000.0, "temperature_K": 473.15, "immersed": False},
+    ]
+    st = equivalent_history(hist)
+    assert st[0] == HeatStage(100.0, pytest.approx(295.15, abs=1e-3), True)
+    assert st[1].immersed is False and st[1].duration_s > 50.0  # gap + transfer merged
+    assert st[-1].temperature_K == pytest.approx(473.15, abs=1e-3)
+    assert st[-1].duration_s == pytest.approx(800.0)
+    assert sum(s.duration_s for s in st) == pytest.approx(1000.0)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"history": []}, "history is empty"),
+    ({"history": [{"start_s": 0, "end_s": 10, "temperature_K": -3, "immersed": True}]},
+     "temperature_K must be > 0"),
+    ({"history": [{"start_s": 5, "end_s": 1, "temperature_K": 295, "immersed": True}]},
+     "start_s <= end_s"),
+    ({"history": [{"start_s": 0, "end_s": 60, "temperature_K": 163, "immersed": True}]},
+     "diffused"),
+    ({"level": 1.5}, "level must be in"),
+    ({"n_pulses": 10}, "exceed n_pulses=10"),
+    ({"pixel_um": 0.0}, "pixel_um must be finite and > 0"),
+    ({"grain_ids": np.zeros((3, 3), int)}, "grain_ids has shape"),
+    ({"temperature_K": 0.0}, "temperature_K must be > 0"),
+    ({"cluster_um": -1.0}, "cluster_um must be finite and > 0"),
+])
+def test_bad_input_is_rejected_early(small_grains, bad, match) -> None:
+    i6 = np.full(small_grains.shape, 100.0)
+    kw = {"history": HISTORY, "temperature_K": T22, "pixel_um": 1.0,
+          "grain_ids": small_grains}
+    kw.update(bad)
+    with pytest.raises(ValueError, match=match):
+        invert_image(i6, i6 * 9, **kw)
+
+
+def test_bad_counts_are_rejected() -> None:
+    good = np.full((10, 12), 50.0)
+    with pytest.raises(ValueError, match="non-negative whole counts"):
+        invert_image(good - 60, good, history=HISTORY, temperature_K=T22)
+    with pytest.raises(ValueError, match="as i6"):
+        invert_image(good, good[:, :5], history=HISTORY, temperature_K=T22)
+    with pytest.raises(ValueError, match="2-D count image"):
+        invert_image(good[0], good[0], history=HISTORY, temperature_K=T22)
