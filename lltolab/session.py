@@ -292,7 +292,8 @@ def start(
     if sim:
         RE.md["simulated"] = True
 
-    readable = [str(devices["sims"].asset_dir)] if hasattr(devices["sims"], "asset_dir") else []
+    sims = devices[DeviceName.SIMS]
+    readable = [str(sims.asset_dir)] if hasattr(sims, "asset_dir") else []
     writer = catalog_writer(server if server is not None else target, api_key=key,
                             journal_dir=target.journal_dir,
                             readable_storage=readable or None, background=server is None,
@@ -358,20 +359,24 @@ def _sim_devices(seed: int, time_scale: float | None, lab: Any,
         timing = {"poll_period": min(0.5, max(0.02, 5 * lab_s))}
         margin = 30.0
     devices = {
-        "stage": CryoStage(lab.stage.resource, name="stage", heater_range=3,
-                           settle_time=60 * lab_s, timeout=3600 * lab_s + margin,
-                           tolerance=0.5, **timing),
-        "furnace": Furnace(lab.furnace.url, name="furnace", settle_time=60 * lab_s,
-                           timeout=7200 * lab_s + margin, tolerance=1.0, **timing),
-        "sims": SurfaceLabExport(lab.export_folder, name="sims", request=lab.sims.request,
-                                 timeout_s=120.0, poll_s=0.02, sidecar_grace_s=5.0),
-        "clock": LabClock(name="clock", source=lab.clock),
-        "handler": SampleHandler(name="handler", confirmation=lab.operator, timeout_s=60),
-        "cell": ExchangeCell(name="cell", confirmation=lab.operator, timeout_s=60),
+        DeviceName.STAGE: CryoStage(lab.stage.resource, name=DeviceName.STAGE, heater_range=3,
+                                    settle_time=60 * lab_s, timeout=3600 * lab_s + margin,
+                                    tolerance=0.5, **timing),
+        DeviceName.FURNACE: Furnace(lab.furnace.url, name=DeviceName.FURNACE,
+                                    settle_time=60 * lab_s, timeout=7200 * lab_s + margin,
+                                    tolerance=1.0, **timing),
+        DeviceName.SIMS: SurfaceLabExport(lab.export_folder, name=DeviceName.SIMS,
+                                          request=lab.sims.request, timeout_s=120.0,
+                                          poll_s=0.02, sidecar_grace_s=5.0),
+        DeviceName.CLOCK: LabClock(name=DeviceName.CLOCK, source=lab.clock),
+        DeviceName.HANDLER: SampleHandler(name=DeviceName.HANDLER, confirmation=lab.operator,
+                                          timeout_s=60),
+        DeviceName.CELL: ExchangeCell(name=DeviceName.CELL, confirmation=lab.operator,
+                                      timeout_s=60),
     }
     # a stage waiting for its sample sits at room temperature, heater on (over the wire)
-    devices["stage"].heater_range.put(3)
-    devices["stage"].setpoint.put(lab.room_K)
+    devices[DeviceName.STAGE].heater_range.put(3)
+    devices[DeviceName.STAGE].setpoint.put(lab.room_K)
     return devices, lab
 
 

@@ -10,6 +10,7 @@ from bluesky.utils import FailedStatus, RequestAbort, RequestStop
 
 from lltolab.comm import InstrumentError
 from lltolab.devices import MAX_WAIT_S
+from lltolab.vocabulary import Location, PlanName, SegmentSource
 
 from ._common import QUENCH_K, ROOM_K, PlanGen, lab_time, plan_md, record_segment
 from ._validate import check_bool, check_md, check_movable, check_number, check_record
@@ -69,7 +70,7 @@ def quench(
     stage.check_value(temperature_K)
     check_record(record)
     md = check_md(md)
-    _md = plan_md("quench", {"stage": stage, "clock": clock, "temperature_K": temperature_K},
+    _md = plan_md(PlanName.QUENCH, {"stage": stage, "clock": clock, "temperature_K": temperature_K},
                   md, purpose="stage temperature change")
 
     @bpp.run_decorator(md=_md)
@@ -81,8 +82,8 @@ def quench(
         t1 = yield from lab_time(clock)
         yield from bps.trigger_and_read([stage, clock])
         end_K = float((yield from bps.rd(stage)))
-        yield from record_segment(record, t0, t1, [start_K, end_K], "sims_stage", False,
-                                  "quench")
+        yield from record_segment(record, t0, t1, [start_K, end_K], Location.SIMS_STAGE,
+                                  False, SegmentSource.QUENCH)
 
     return (yield from inner())
 
@@ -143,7 +144,7 @@ def anneal(
     check_bool("cool_furnace", cool_furnace)
     check_record(record)
     md = check_md(md)
-    _md = plan_md("anneal", {"furnace": furnace, "handler": handler, "clock": clock,
+    _md = plan_md(PlanName.ANNEAL, {"furnace": furnace, "handler": handler, "clock": clock,
                              "temperature_K": temperature_K, "duration_s": duration_s,
                              "check_interval_s": check_interval_s, "safe_K": safe_K}, md,
                   purpose="anneal")
@@ -169,7 +170,7 @@ def anneal(
         yield from guarded(f"commanding the safe setpoint {safe_K} K",
                            bps.abs_set(furnace.setpoint, float(safe_K), wait=True), failures)
         # 2. the sample out: it must not stay in a furnace that is out of control
-        yield from guarded("moving the sample out", bps.mv(handler, "storage"), failures)
+        yield from guarded("moving the sample out", bps.mv(handler, Location.STORAGE), failures)
         # 3. what the sample went through, even if it could not be moved out
         if inside["t0"] is not None:
             t1 = yield from guarded("reading the lab clock", lab_time(clock), failures)
@@ -178,8 +179,8 @@ def anneal(
             known_K = inside["last_K"] if inside["last_K"] is not None else float(temperature_K)
             yield from guarded(
                 "recording the thermal history",
-                record_segment(record, inside["t0"], float(t1), float(known_K), "furnace",
-                               False, "anneal_aborted"),
+                record_segment(record, inside["t0"], float(t1), float(known_K), Location.FURNACE,
+                               False, SegmentSource.ANNEAL_ABORTED),
                 failures,
             )
         inside["t0"] = None
@@ -213,7 +214,7 @@ def anneal(
         except (InstrumentError, FailedStatus) as exc:  # fault (or no settling) while heating
             yield from abort(_fault_text(exc), exc)
         yield from check()
-        yield from bps.mv(handler, "furnace")
+        yield from bps.mv(handler, Location.FURNACE)
         t0 = inside["t0"] = yield from lab_time(clock)
         readings: list[float] = []
         remaining = float(duration_s)
@@ -231,13 +232,14 @@ def anneal(
             raise
         except Exception as exc:  # noqa: BLE001 - any failure during the hold ends it safely
             yield from abort(f"{type(exc).__name__} during the hold: {_fault_text(exc)}", exc)
-        yield from bps.mv(handler, "storage")
+        yield from bps.mv(handler, Location.STORAGE)
         inside["t0"] = None
         t1 = yield from lab_time(clock)
         if cool_furnace:
             yield from bps.abs_set(furnace.setpoint, float(safe_K), wait=True)
         mean_K = sum(readings) / len(readings)
-        yield from record_segment(record, t0, t1, mean_K, "furnace", False, "anneal")
+        yield from record_segment(record, t0, t1, mean_K, Location.FURNACE, False,
+                                  SegmentSource.ANNEAL)
 
     return (yield from inner())
 
@@ -266,7 +268,7 @@ def store(
     temperature_K = check_number("temperature_K", temperature_K, unit="K", upper=1000.0)
     check_record(record)
     md = check_md(md)
-    _md = plan_md("store", {"clock": clock, "duration_s": duration_s,
+    _md = plan_md(PlanName.STORE, {"clock": clock, "duration_s": duration_s,
                             "temperature_K": temperature_K}, md, purpose="storage")
 
     @bpp.run_decorator(md=_md)
@@ -276,7 +278,7 @@ def store(
         yield from bps.mv(clock, float(duration_s))
         t1 = yield from lab_time(clock)
         yield from bps.trigger_and_read([clock])
-        yield from record_segment(record, t0, t1, float(temperature_K), "storage", False,
-                                  "store")
+        yield from record_segment(record, t0, t1, float(temperature_K), Location.STORAGE,
+                                  False, SegmentSource.STORE)
 
     return (yield from inner())

@@ -1,26 +1,17 @@
-"""Simulated instruments and the virtual lab (loopback only)."""
+"""lltolab.sim_devices: simulated instruments and the virtual lab (loopback only).
+
+``VirtualLab`` holds one clock, one sample and one diffusion model; the Lake Shore, Eurotherm
+and SurfaceLab simulators speak the real wire protocols (or write real export files) from it.
+The protocol and model parts are public for tests and for building other simulators.
+"""
 
 from ._clock import VirtualClock
+from ._cryo_thermal import CryoStageThermalModel
 from ._eurotherm import EUROTHERM_STATUS_BITS, EurothermSimulator
+from ._lab import LOCATIONS, LabSampleView, SimulatedOperator, VirtualLab
 from ._lakeshore import LAKESHORE_FAULTS, LakeShoreSimulator
-from ._surfacelab import SimsSettings, SurfaceLabSimulator
-
-__all__ = [
-    "VirtualClock",
-    "EurothermSimulator",
-    "EUROTHERM_STATUS_BITS",
-    "LakeShoreSimulator",
-    "LAKESHORE_FAULTS",
-]
-__all__ += ["SurfaceLabSimulator", "SimsSettings"]
-from ._lab import LOCATIONS, LabSampleView, SimulatedOperator, VirtualLab  # noqa: E402
-
-__all__ += ["VirtualLab", "LabSampleView", "SimulatedOperator", "LOCATIONS"]
-
-# protocol and model parts, public for tests and for building other simulators
-from ._cryo_thermal import CryoStageThermalModel  # noqa: E402
-from ._line_server import REPLY_FAULTS, LineServer  # noqa: E402
-from ._modbus_rtu import (  # noqa: E402
+from ._line_server import REPLY_FAULTS, LineServer
+from ._modbus_rtu import (
     RTU_REPLY_FAULTS,
     ModbusSlaveError,
     RtuSlave,
@@ -29,11 +20,32 @@ from ._modbus_rtu import (  # noqa: E402
     request_length,
     with_crc,
 )
-from ._serial_loop import register_loop, unregister_loop  # noqa: E402
-from ._surfacelab import resample_bilinear  # noqa: E402
+from ._serial_loop import register_loop, unregister_loop
+from ._surfacelab import SimsSettings, SurfaceLabSimulator, resample_bilinear
 
-__all__ += [
-    "CryoStageThermalModel", "LineServer", "REPLY_FAULTS", "RTU_REPLY_FAULTS",
-    "ModbusSlaveError", "RtuSlave", "check_crc", "crc16",
-    "request_length", "with_crc", "register_loop", "unregister_loop", "resample_bilinear",
+__all__ = [
+    "VirtualLab",
+    "LabSampleView",
+    "SimulatedOperator",
+    "LOCATIONS",
+    "VirtualClock",
+    "LakeShoreSimulator",
+    "LAKESHORE_FAULTS",
+    "EurothermSimulator",
+    "EUROTHERM_STATUS_BITS",
+    "SurfaceLabSimulator",
+    "SimsSettings",
+    "CryoStageThermalModel",
+    "LineServer",
+    "REPLY_FAULTS",
+    "RTU_REPLY_FAULTS",
+    "ModbusSlaveError",
+    "RtuSlave",
+    "check_crc",
+    "crc16",
+    "request_length",
+    "with_crc",
+    "register_loop",
+    "unregister_loop",
+    "resample_bilinear",
 ]
