@@ -88,7 +88,8 @@ def _workflow(seed: int, folder: Path) -> dict:
         }
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_same_seed_same_counts_history_and_values_under_load(tmp_path) -> None:
     first = _workflow(4, tmp_path / "a")
     with _Load():
