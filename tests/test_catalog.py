@@ -558,16 +558,35 @@ def test_cli_runs_and_replay_answer_fast(folder, scan_run):
     assert "motor" in proc.stdout and "det" in proc.stdout  # the table of the scan
 
 
-def test_databroker_v1_api_on_an_lltolab_catalog(catalog, scan_run, sims_run):
-    from databroker import Broker
+def test_databroker_v1_api_on_an_lltolab_catalog(catalog, folder, scan_run, sims_run):
+    """databroker's v1 API, in a reader process of its own (importing databroker's v1 layer
+    changes how tiled clients in that process present event streams)."""
+    code = """
+        import json, sys
+        import numpy as np
+        from databroker import Broker
+        from lltolab.catalog import open_catalog
 
-    db = Broker(catalog)
-    table = db[scan_run].table()
-    np.testing.assert_allclose(table["motor"].values, np.linspace(-1.0, 1.0, 5))
-    assert list(table.index) == [1, 2, 3, 4, 5]
-    assert db[scan_run].start["sample_id"] == "LLTO-A1"
-    assert catalog.v1[-1].start["uid"] == catalog[-1].metadata["start"]["uid"]
-    assert len(catalog.v1[sims_run].table()) == 2
+        cat = open_catalog(sys.argv[1])
+        db = Broker(cat)
+        table = db[sys.argv[2]].table()
+        print(json.dumps({
+            "motor": table["motor"].values.tolist(),
+            "index": [int(i) for i in table.index],
+            "sample": db[sys.argv[2]].start["sample_id"],
+            "latest_v1": cat.v1[-1].start["uid"],
+            "latest": cat[-1].metadata["start"]["uid"],
+            "sims_rows": len(cat.v1[sys.argv[3]].table()),
+        }))
+    """
+    proc = _run_child(code, str(folder), scan_run, sims_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(out["motor"], np.linspace(-1.0, 1.0, 5))
+    assert out["index"] == [1, 2, 3, 4, 5]
+    assert out["sample"] == "LLTO-A1"
+    assert out["latest_v1"] == out["latest"]
+    assert out["sims_rows"] == 2
 
 
 # -- catalog faults: named regression tests ------------------------------------------------------
