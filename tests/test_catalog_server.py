@@ -217,12 +217,23 @@ def test_two_writers_and_a_reader_on_postgresql(server) -> None:
         np.testing.assert_array_equal(np.asarray(table["sims_li6_counts"]),
                                       run["primary"]["sims_li6_counts"].read())
 
-    from databroker import Broker  # databroker users: the v1 API on the served catalog
-
-    v1_client = open_catalog(uri, api_key=KEY)
+    # databroker users: the v1 API on the served catalog, in a reader process of its own
+    # (importing databroker's v1 layer changes how that process's tiled clients read streams)
     image_uid = next(r.uid for r in runs if r.plan_name == "sims_image")
-    assert len(Broker(v1_client)[image_uid].table()) == 1  # one image per image run
-    assert v1_client.v1[-1].start["uid"] == runs[-1].uid
+    code = (
+        "import json, sys\n"
+        "from databroker import Broker\n"
+        "from lltolab.catalog import open_catalog\n"
+        "c = open_catalog(sys.argv[1], api_key=sys.argv[2])\n"
+        "print(json.dumps({'rows': len(Broker(c)[sys.argv[3]].table()),"
+        " 'latest': c.v1[-1].start['uid']}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, uri, KEY, image_uid],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["rows"] == 1  # one image per image run
+    assert out["latest"] == runs[-1].uid
 
 
 def test_server_on_a_catalog_folder_writes_reads_and_stops_on_sigint(tmp_path: Path) -> None:
