@@ -13,7 +13,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -39,26 +38,15 @@ def _lab(seed: int, folder: Path) -> VirtualLab:
 
 
 class _Load:
-    """Busy Python threads competing with the run for the interpreter and the cores."""
-
-    def __init__(self, n: int = 2) -> None:
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._spin, daemon=True) for _ in range(n)]
-
-    def _spin(self) -> None:
-        x = 0
-        while not self._stop.is_set():
-            x = (x * 31 + 7) % 1_000_003
+    """A busy process competing with the run for the cores (the machine made slower)."""
 
     def __enter__(self) -> _Load:
-        for t in self._threads:
-            t.start()
+        self._proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
+        self._proc.kill()
+        self._proc.wait(timeout=10)
 
 
 def _workflow(seed: int, folder: Path) -> dict:
