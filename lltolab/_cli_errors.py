@@ -116,10 +116,6 @@ def _expand(text: str, what: str) -> Path:
         raise CliError(f"{what} {text!r}: cannot expand '~' ({exc})") from None
 
 
-def _is_uri(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
-
-
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         try:
@@ -214,7 +210,9 @@ def check_catalog(value: object, *, create: bool, command: str,
         if command == "demo":
             value = Path(value).parent / "demo"
     text = _path_text(value, "catalog")
-    if _is_uri(text):
+    from lltolab.catalog import is_server_uri  # noqa: PLC0415 - the one test of an address
+
+    if is_server_uri(text):
         if command == "demo" and not has_api_key:
             raise CliError(f"demo needs a catalog folder, not a server address: {text}")
         _check_uri(text)

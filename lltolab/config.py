@@ -39,6 +39,7 @@ __all__ = [
     "load_config",
     "example_config",
     "device_default",
+    "read_config_tables",
 ]
 
 REQUIRED = {"cryostage": "resource", "furnace": "port", "sims": "export_folder"}
@@ -300,6 +301,24 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"configuration file {str(path)!r} is not valid TOML: {exc}") from None
     return SessionConfig.from_mapping(data)
+
+
+def read_config_tables(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The configuration's sections as plain, mutable tables, after :func:`load_config` has
+    checked every section, key and value (clear ValueError).
+
+    For code that adds to a configuration before handing it to ``session.start`` (the queue
+    server's startup adds the API key).
+    """
+    if config is None:
+        return {}
+    load_config(config)
+    if isinstance(config, Mapping):
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
+    with Path(config).expanduser().open("rb") as f:
+        return tomllib.load(f)
 
 
 def _toml(value: Any) -> str:

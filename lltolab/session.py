@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,17 +128,6 @@ class _LazyCatalog:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client(), name)
-
-
-def _load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> dict[str, Any]:
-    """The configuration's sections as plain, mutable tables (checked by :func:`load_config`)."""
-    if config is None:
-        return {}
-    load_config(config)  # every section, key and value checked (clear ValueError)
-    if isinstance(config, Mapping):
-        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
-    with Path(config).expanduser().open("rb") as f:
-        return tomllib.load(f)
 
 
 def _server_export_folder(server: Any, uri: str) -> Path:

@@ -46,6 +46,7 @@ from lltolab.catalog import (
     server_config_yaml,
     warm_up,
 )
+from lltolab.testing import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -455,14 +456,6 @@ def test_configs_validate_against_tiled(tmp_path):
 
 
 # -- scale-out: the same code against a tiled server --------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_tiled_server_uri_with_api_key(tmp_path):
@@ -470,7 +463,7 @@ def test_tiled_server_uri_with_api_key(tmp_path):
     server_folder.mkdir()
     config = tmp_path / "config.yml"
     config.write_text(json.dumps(catalog_config(server_folder)))  # JSON is YAML
-    port, key = _free_port(), secrets.token_hex(16)  # tiled wants an alphanumeric key
+    port, key = free_port(), secrets.token_hex(16)  # tiled wants an alphanumeric key
     env = {**os.environ, "TILED_SINGLE_USER_API_KEY": key}
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(

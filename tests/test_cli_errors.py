@@ -13,7 +13,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from bluesky.plans import count, scan
 from ophyd.sim import det, motor
 
 from lltolab.catalog import catalog_writer, close_catalogs, open_catalog
+from lltolab.testing import free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -79,12 +79,6 @@ def _one_line_error(proc: subprocess.CompletedProcess, command: str, *words: str
     for word in words:
         assert word in err, (word, err)
     return err
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -221,7 +215,7 @@ def test_busy_database_is_not_called_corrupt(catalog_folder, uids, tmp_path) -> 
 
 
 def test_unreachable_server() -> None:
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     for args in (["runs"], ["replay", "-1"], ["analyze", "1"]):
         proc = _cli(*args, "--catalog", uri, timeout=60)
         _one_line_error(proc, args[0], "cannot reach the tiled server", uri)

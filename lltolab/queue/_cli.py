@@ -94,20 +94,19 @@ def _queue(args: argparse.Namespace) -> int:
 
 def operator_folder(folder: str | None, config: str | None, catalog: str | None) -> Path:
     """Where operator steps are posted: ``folder``, the config's, or the catalog's."""
-    from lltolab.catalog import default_catalog_path  # noqa: PLC0415
-    from lltolab.session import _load_config  # noqa: PLC0415
+    from lltolab.catalog import resolve_target  # noqa: PLC0415
+    from lltolab.config import read_config_tables  # noqa: PLC0415
 
     if folder:
         return Path(folder).expanduser()
-    cfg = _load_config(config) if config else {}
+    cfg = read_config_tables(config) if config else {}
     op = cfg.get("operator", {})
     if op.get("folder"):
         return Path(op["folder"]).expanduser()
     cat = cfg.get("catalog", {})
-    target = catalog or cat.get("path") or default_catalog_path()
-    if str(target).startswith(("http://", "https://")):
-        target = default_catalog_path()
-    return Path(target).expanduser() / "session" / "operator"
+    # the session's default: <state folder of the catalog target>/operator
+    return resolve_target(catalog or cat.get("uri") or cat.get("path") or None).state_dir / \
+        "operator"
 
 
 def _confirm(args: argparse.Namespace) -> int:

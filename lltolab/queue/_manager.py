@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lltolab.catalog import is_server_uri
+
 from ._profile import queue_env
 
 __all__ = [
@@ -205,7 +207,7 @@ class QueueServer:
             config = str(Path(config).expanduser().resolve())
         if redis is not None:
             _split_redis(redis)
-        if catalog is not None and not str(catalog).startswith(("http://", "https://")):
+        if catalog is not None and not is_server_uri(str(catalog)):
             catalog = str(Path(catalog).expanduser().resolve())  # the worker's cwd may differ
         self.sim, self.config, self.catalog, self.api_key = sim, config, catalog, api_key
         self.redis = redis
@@ -381,15 +383,13 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 def _state_dir(catalog: str | None, config: str | None) -> Path:
-    """``<catalog folder>/session/queue`` (the user data dir for a tiled server)."""
-    from lltolab.catalog import default_catalog_path  # noqa: PLC0415
-    from lltolab.session import _load_config  # noqa: PLC0415
+    """The manager's state: ``queue`` in the session state folder of the catalog target."""
+    from lltolab.catalog import resolve_target  # noqa: PLC0415
+    from lltolab.config import read_config_tables  # noqa: PLC0415
 
-    cat_cfg = _load_config(config).get("catalog", {}) if config else {}
-    target = catalog or cat_cfg.get("uri") or cat_cfg.get("path") or default_catalog_path()
-    if str(target).startswith(("http://", "https://")):
-        target = default_catalog_path()
-    return Path(target).expanduser() / "session" / "queue"
+    cat_cfg = read_config_tables(config).get("catalog", {}) if config else {}
+    target = resolve_target(catalog or cat_cfg.get("uri") or cat_cfg.get("path") or None)
+    return target.state_dir / "queue"
 
 
 def addresses_json(server: QueueServer) -> str:

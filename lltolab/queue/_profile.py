@@ -122,10 +122,11 @@ def build_namespace(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     from bluesky.plans import count  # noqa: PLC0415
 
     import lltolab.plans as plans  # noqa: PLC0415
-    from lltolab.session import _load_config, start  # noqa: PLC0415
+    from lltolab.config import read_config_tables  # noqa: PLC0415
+    from lltolab.session import start  # noqa: PLC0415
 
     settings = _settings(os.environ if environ is None else environ)
-    cfg = _load_config(settings["config"])
+    cfg = read_config_tables(settings["config"])
     if settings["api_key"]:
         cfg.setdefault("catalog", {})
         cfg["catalog"] = {**cfg["catalog"], "api_key": settings["api_key"]}
