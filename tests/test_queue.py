@@ -115,14 +115,18 @@ class _Queue:
     """``lltolab queue --sim --json`` in a subprocess."""
 
     def __init__(self, catalog: Path) -> None:
-        self.proc = subprocess.Popen(
-            [*LLTOLAB, "queue", "--sim", "--catalog", str(catalog), "--zmq-control-port", "0",
-             "--zmq-info-port", "0", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # stderr goes to a file: a pipe nobody reads would fill and block the process
+        self.catalog = catalog
+        self.log = catalog.parent / f"queue-{time.monotonic_ns()}.log"
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                [*LLTOLAB, "queue", "--sim", "--catalog", str(catalog), "--zmq-control-port",
+                 "0", "--zmq-info-port", "0", "--json"],
+                stdout=subprocess.PIPE, stderr=log, text=True)
         line = self.proc.stdout.readline()
         if not line:
             self.proc.wait(timeout=30)
-            raise AssertionError(f"lltolab queue printed nothing: {self.proc.stderr.read()}")
+            raise AssertionError(f"lltolab queue printed nothing: {self.log_tail()}")
         self.addr = json.loads(line)
         assert set(self.addr) == {"zmq_control_addr", "zmq_info_addr"}
         assert self.addr["zmq_control_addr"].startswith("tcp://127.0.0.1:")
@@ -132,6 +136,14 @@ class _Queue:
 
         return REManagerAPI(zmq_control_addr=self.addr["zmq_control_addr"],
                             zmq_info_addr=self.addr["zmq_info_addr"])
+
+    def log_tail(self, n: int = 8000) -> str:
+        """The ends of ``lltolab queue``'s and the RE Manager's logs (for failure messages)."""
+        from lltolab.catalog import resolve_target
+
+        manager = resolve_target(str(self.catalog)).state_dir / "re-manager.log"
+        texts = [p.read_text(errors="replace")[-n:] for p in (self.log, manager) if p.is_file()]
+        return "\n----\n".join(texts)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -184,7 +196,9 @@ def test_queue_runs_plans_by_name_and_restarts_keep_sample_and_scan_ids(tmp_path
         api = q.api()
         api.wait_for_idle(timeout=300)
         items = _history(api)
-        assert [i["result"]["exit_status"] for i in items] == ["completed", "completed"]
+        assert [i["result"]["exit_status"] for i in items] == ["completed", "completed"], (
+            [(i["result"].get("msg"), i["result"].get("traceback")) for i in items],
+            q.log_tail())
         api.close()
     finally:
         assert q.stop() == 0
@@ -200,7 +214,9 @@ def test_queue_runs_plans_by_name_and_restarts_keep_sample_and_scan_ids(tmp_path
         _run_queue(api, [("store", {"clock": "clock", "duration_s": 600.0,
                                     "record": "record"})], 300)
         api.wait_for_idle(timeout=300)
-        assert _history(api)[-1]["result"]["exit_status"] == "completed"
+        last = _history(api)[-1]["result"]
+        assert last["exit_status"] == "completed", (last.get("msg"), last.get("traceback"),
+                                                    q.log_tail())
         api.close()
     finally:
         assert q.stop() == 0
@@ -238,7 +254,7 @@ def test_queue_runs_the_workflow_and_the_campaign_by_device_names(tmp_path):
         assert q.stop() == 0
     assert [i["name"] for i in items] == ["exchange_quench_image_anneal_reimage",
                                           "arrhenius_campaign"]
-    assert all(i["result"]["exit_status"] == "completed" for i in items), items
+    assert all(i["result"]["exit_status"] == "completed" for i in items), (items, q.log_tail())
     uids = [u for i in items for u in i["result"]["run_uids"]]
     assert len(uids) == 14 + 12
     runs = {r.uid: r for r in _catalog_runs(catalog)}
