@@ -167,6 +167,69 @@ def test_equivalent_history_merges_splits_and_fills_gaps() -> None:
     assert sum(s.duration_s for s in st) == pytest.approx(1000.0)
 
 
+ANNEAL_HISTORY = [*HISTORY,  # an image at -110 °C, then an anneal at 200 °C with ramps
+    {"start_s": EXCHANGE_S + 300.0, "end_s": EXCHANGE_S + 3900.0,
+     "temperature_K": celsius_to_kelvin(-110), "immersed": False},
+    {"start_s": EXCHANGE_S + 3900.0, "end_s": EXCHANGE_S + 4500.0,
+     "temperature_K": [celsius_to_kelvin(-110), T22], "immersed": False},
+    {"start_s": EXCHANGE_S + 4500.0, "end_s": EXCHANGE_S + 5400.0,
+     "temperature_K": [T22, celsius_to_kelvin(200)], "immersed": False},
+    {"start_s": EXCHANGE_S + 5400.0, "end_s": EXCHANGE_S + 6600.0,
+     "temperature_K": celsius_to_kelvin(200), "immersed": False},
+    {"start_s": EXCHANGE_S + 6600.0, "end_s": EXCHANGE_S + 7500.0,
+     "temperature_K": [celsius_to_kelvin(200), T22], "immersed": False},
+]
+
+
+def _pieces(history, n_ramp):
+    """The history as constant pieces (ramps cut in n_ramp), one stage each: no merging."""
+    from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
+
+    bulk, gb = BulkDiffusivity.paper_default(), BoundaryConductance.paper_default()
+    out, t_prev = [], 0.0
+    for seg in history:
+        if seg["start_s"] > t_prev:
+            out.append((seg["start_s"] - t_prev, T22, False))
+        temps = seg["temperature_K"]
+        dur = seg["end_s"] - seg["start_s"]
+        if isinstance(temps, list):
+            a, b = temps
+            out += [(dur / n_ramp, a + (b - a) * (i + 0.5) / n_ramp, seg["immersed"])
+                    for i in range(n_ramp)]
+        else:
+            out.append((dur, temps, seg["immersed"]))
+        t_prev = seg["end_s"]
+    return out, bulk, gb
+
+
+def test_merged_stages_keep_the_time_integrals_of_d_bulk_and_k() -> None:
+    stages = equivalent_history(ANNEAL_HISTORY, ramp_pieces=16)
+    pieces, bulk, gb = _pieces(ANNEAL_HISTORY, 16)
+    assert len(stages) < len(pieces) / 4  # the ramps and the cold image collapse
+    assert [s.immersed for s in stages][:1] == [True]
+    for name, law, factor in (("D_bulk", bulk, lambda s: 1.0), ("k", gb, lambda s: s.k_factor)):
+        exact = sum(d * float(law(t)) for d, t, _ in pieces)
+        merged = sum(s.duration_s * factor(s) * float(law(s.temperature_K)) for s in stages)
+        assert merged == pytest.approx(exact, rel=1e-9), name
+    assert sum(s.duration_s for s in stages) == pytest.approx(EXCHANGE_S + 7500.0)
+
+
+def test_merged_stages_give_the_field_of_the_piecewise_history(small_grains) -> None:
+    """The field after the anneal history: merged stages vs one stage per constant piece."""
+    pieces, _, _ = _pieces(ANNEAL_HISTORY, 16)
+    fine = [HeatStage(d, t, imm) for d, t, imm in pieces]
+    args = dict(temperature_K=T22, steps_per_stage=24)
+    d, k = 2.6e-12, 1.36e-8
+    merged = ImageForwardModel(small_grains, (1e-6, 1e-6), equivalent_history(ANNEAL_HISTORY),
+                               **args)
+    piecewise = ImageForwardModel(small_grains, (1e-6, 1e-6), fine, **args)
+    u_merged, du_merged = merged.solve(d, k)
+    u_fine, du_fine = piecewise.solve(d, k)
+    assert merged.factorizations < piecewise.factorizations / 3
+    assert np.max(np.abs(u_merged - u_fine)) < 1e-3  # 2.4e-4; 5.7e-3 without k_factor
+    assert np.max(np.abs(du_merged - du_fine)) < 1e-3
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"history": []}, "history is empty"),
     ({"history": [{"start_s": 0, "end_s": 10, "temperature_K": -3, "immersed": True}]},

@@ -21,8 +21,11 @@ Units: SI inside (m, s, m²/s, m/s), as the twin.
 from __future__ import annotations
 
 import math
+import os
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,7 +40,7 @@ _GAMMA = 2.0 - math.sqrt(2.0)
 _W = _GAMMA / 2.0
 _C_NEW = 1.0 / (_GAMMA * (2.0 - _GAMMA))
 _C_OLD = (1.0 - _GAMMA) ** 2 / (_GAMMA * (2.0 - _GAMMA))
-_BAND = math.log(3.0)
+_RATIO_BAND = math.log(1.25)
 _PHI_STEP = 0.25
 
 
@@ -53,11 +56,30 @@ class HeatStage:
         Equivalent temperature (K): the one whose D*_bulk equals the stretch's mean D*_bulk.
     immersed : bool
         Edge in the bath (x < 0 held at the bath fraction) or sealed.
+    k_factor : float
+        The stretch's mean boundary conductance relative to the law at ``temperature_K``
+        (1 for a stretch at one temperature): with it, the stage carries the exact time
+        integrals of both D*_bulk and k of the stretch it replaces.
     """
 
     duration_s: float
     temperature_K: float
     immersed: bool
+    k_factor: float = 1.0
+
+
+@dataclass
+class _StageOperator:
+    """One stage's implicit-step matrices and LU (see :meth:`ImageForwardModel._operator`)."""
+
+    held: np.ndarray
+    kff: sp.csr_array
+    b: np.ndarray
+    vf: np.ndarray
+    dt: float
+    lu: Any
+    kp: list[sp.csr_array] = field(default_factory=list)
+    bp: np.ndarray | None = None
 
 
 def _segment_fields(seg: Any) -> tuple[float, float, list[float], bool]:
@@ -95,10 +117,20 @@ def equivalent_history(
     history: Sequence[Any],
     *,
     bulk: BulkDiffusivity | None = None,
+    boundary: BoundaryConductance | None = None,
     gap_temperature_K: float = T_ROOM_K,
-    ramp_pieces: int = 8,
+    ramp_pieces: int = 16,
 ) -> list[HeatStage]:
     """The recorded thermal history as stages of constant conditions.
+
+    Diffusion through grains and boundaries is a linear problem whose operator is
+    D*_bulk(t) L_bulk + k(t) L_gb: while the ratio k / D*_bulk stays the same, a stretch of
+    changing temperature is the same as a stage of constant D*_bulk and k with the stretch's
+    time integrals of both. Consecutive pieces with the same immersion are therefore merged
+    while their ratio k / D*_bulk stays within a factor 1.25 of the stage's (the laws'
+    activation energies differ little, so a quench or a ramp becomes one or a few stages),
+    and each stage carries the exact integrals of D*_bulk (its equivalent temperature) and
+    of k (its ``k_factor``).
 
     Parameters
     ----------
@@ -106,20 +138,21 @@ def equivalent_history(
         Each with ``start_s``, ``end_s`` (lab time, s), ``temperature_K`` (K, or [start, end]
         of a linear ramp) and ``immersed``; as stored in a run's ``thermal_history`` or
         returned by ``VirtualSample.history()``.
-    bulk : BulkDiffusivity, optional
-        D*_bulk(T) law used to weight temperatures (the twin's default).
+    bulk, boundary : laws, optional
+        D*_bulk(T) and k(T) (the twin's defaults).
     gap_temperature_K : float
         Temperature (K) assumed for unrecorded gaps between segments (sealed, on the bench).
     ramp_pieces : int
-        Ramps are split into this many constant pieces (at their mid temperatures).
+        Ramps are split into this many constant pieces (at their mid temperatures) before
+        merging.
 
     Returns
     -------
     list of HeatStage
-        Consecutive pieces with the same immersion merged while their D*_bulk stays within a
-        factor 3 of the stage's running mean; each stage at its equivalent temperature.
+        Consecutive stages in time order.
     """
     bulk = bulk or BulkDiffusivity.paper_default()
+    boundary = boundary or BoundaryConductance.paper_default()
     if not (math.isfinite(gap_temperature_K) and gap_temperature_K > 0):
         raise ValueError(f"gap_temperature_K must be > 0 K, got {gap_temperature_K!r}")
     if ramp_pieces < 1:
@@ -143,19 +176,28 @@ def equivalent_history(
                     pieces.append((dur, a + (b - a) * (i + 0.5) / ramp_pieces, imm))
         t_prev = end if t_prev is None else max(t_prev, end)
     stages: list[HeatStage] = []
-    cur: list[float] | None = None  # [duration, integral of D dt, immersed]
+    cur: list[float] | None = None  # [duration, ∫D dt, ∫k dt, immersed]
+
+    def close(c: list[float]) -> None:
+        temp = _inverse_law(bulk, c[1] / c[0])
+        stages.append(HeatStage(c[0], temp, bool(c[3]),
+                                c[2] / (c[0] * float(boundary(temp)))))
+
     for dur, temp, imm in pieces:
-        d = float(bulk(temp))
-        if cur is not None and bool(cur[2]) == imm and cur[0] > 0 and \
-                abs(math.log(d / (cur[1] / cur[0]))) <= _BAND:
+        if dur <= 0:
+            continue
+        d, k = float(bulk(temp)), float(boundary(temp))
+        if cur is not None and bool(cur[3]) == imm and \
+                abs(math.log((k / d) / (cur[2] / cur[1]))) <= _RATIO_BAND:
             cur[0] += dur
             cur[1] += d * dur
+            cur[2] += k * dur
             continue
-        if cur is not None and cur[0] > 0:
-            stages.append(HeatStage(cur[0], _inverse_law(bulk, cur[1] / cur[0]), bool(cur[2])))
-        cur = [dur, d * dur, float(imm)]
-    if cur is not None and cur[0] > 0:
-        stages.append(HeatStage(cur[0], _inverse_law(bulk, cur[1] / cur[0]), bool(cur[2])))
+        if cur is not None:
+            close(cur)
+        cur = [dur, d * dur, k * dur, float(imm)]
+    if cur is not None:
+        close(cur)
     return stages
 
 
@@ -242,6 +284,9 @@ class ImageForwardModel:
         Spacing of the homogenised line cells (m).
     steps_per_stage : int
         Uniform TR-BDF2 steps per stage.
+    workers : int, optional
+        Threads factorizing stages ahead of the integration (default: up to 2, as the
+        machine's cores allow).
     """
 
     def __init__(
@@ -256,6 +301,7 @@ class ImageForwardModel:
         strip_extent_m: tuple[float, float] = (-1e-3, 9e-3),
         coarse_dx_m: float = 5e-6,
         steps_per_stage: int = 8,
+        workers: int | None = None,
     ) -> None:
         ids = np.asarray(grain_ids)
         if ids.ndim != 2 or min(ids.shape) < 3:
@@ -272,6 +318,12 @@ class ImageForwardModel:
         self.temperature_K = float(temperature_K)
         self.stages = list(stages)
         self.steps_per_stage = int(steps_per_stage)
+        if workers is None:
+            workers = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(
+                os, "sched_getaffinity") else (os.cpu_count() or 1)))
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+        self.workers = workers
         self.grain_ids = np.ascontiguousarray(ids, dtype=np.int64)
         self.pixel_m = (hx, hy)
         ny, nx = ids.shape
@@ -345,17 +397,18 @@ class ImageForwardModel:
         return math.exp((1 - w) * a + w * b), (b - a) / _PHI_STEP
 
     # ---------------------------------------------------------------- solve
-    def _scales(self, temp: float) -> tuple[float, float]:
-        t0 = self.temperature_K
+    def _scales(self, st: HeatStage) -> tuple[float, float]:
+        """D*_bulk and k of a stage relative to those at the model's temperature."""
+        t0, temp = self.temperature_K, st.temperature_K
         return (float(self.bulk(temp)) / float(self.bulk(t0)),
-                float(self.boundary(temp)) / float(self.boundary(t0)))
+                st.k_factor * float(self.boundary(temp)) / float(self.boundary(t0)))
 
     def active_stages(self, d_bulk_m2_s: float, k_m_s: float) -> list[HeatStage]:
         """Stages in which the field moves by more than 10 % of a pixel (others are skipped)."""
         h = min(self.pixel_m)
         out = []
         for st in self.stages:
-            a, b = self._scales(st.temperature_K)
+            a, b = self._scales(st)
             if math.sqrt(d_bulk_m2_s * a * st.duration_s) > 0.1 * h or \
                     k_m_s * b * st.duration_s > 0.1 * h:
                 out.append(st)
@@ -364,67 +417,97 @@ class ImageForwardModel:
     def solve(
         self, d_bulk_m2_s: float, k_m_s: float, *, sensitivities: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """u on the image (ny, nx) and, optionally, ∂u/∂ln D_bulk and ∂u/∂ln k (2, ny, nx)."""
+        """u on the image (ny, nx) and, optionally, ∂u/∂ln D_bulk and ∂u/∂ln k (2, ny, nx).
+
+        The stages' sparse LU factorizations do not depend on the field, so they run ahead in
+        worker threads (SuperLU releases the GIL) while earlier stages are integrated: at
+        most :attr:`workers` factorizations are under way at once.
+        """
         if not (d_bulk_m2_s > 0 and k_m_s > 0 and math.isfinite(d_bulk_m2_s * k_m_s)):
             raise ValueError(f"D_bulk and k must be finite and > 0, got {d_bulk_m2_s!r}, "
                              f"{k_m_s!r}")
-        net = self.network
-        n = net.n_cells
+        n = self.network.n_cells
         x = np.zeros(n)
         s = np.zeros((n, 2)) if sensitivities else None
-        for st in self.active_stages(d_bulk_m2_s, k_m_s):
-            a, b = self._scales(st.temperature_K)
-            d, k = d_bulk_m2_s * a, k_m_s * b
-            phi, slope = self.phi(k / d)
-            de = d * phi
-            tb, te, tk = net.dist_bulk / d, net.dist_eff / de, net.gb_resist / k
-            g = net.area / (tb + te + tk)
-            lap = _laplacian(net, g)
-            laps = None
-            if sensitivities:
-                g2 = g * g / net.area
-                laps = (_laplacian(net, g2 * (tb + (1 - slope) * te)),
-                        _laplacian(net, g2 * (tk + slope * te)))
-            x, s = self._advance(x, s, st, lap, laps)
+        stages = iter(self.active_stages(d_bulk_m2_s, k_m_s))
+        pending: deque[tuple[HeatStage, Future[_StageOperator]]] = deque()
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+
+            def submit() -> None:
+                st = next(stages, None)
+                if st is not None:
+                    pending.append((st, pool.submit(self._operator, st, d_bulk_m2_s, k_m_s,
+                                                    sensitivities)))
+
+            for _ in range(self.workers):
+                submit()
+            while pending:
+                st, job = pending.popleft()
+                op = job.result()
+                self.factorizations += 1
+                submit()
+                x, s = self._march(x, s, st, op)
         shape = self.shape
         u = x[: self.n_window].reshape(shape)
         du = None if s is None else s[: self.n_window].T.reshape(2, *shape)
         return u, du
 
-    def _advance(self, x, s, st: HeatStage, lap, laps):
+    def _operator(self, st: HeatStage, d_bulk_m2_s: float, k_m_s: float,
+                  sensitivities: bool) -> _StageOperator:
+        """The stage's matrices and the LU of its implicit step (thread-safe: no state)."""
         net = self.network
+        a, b_scale = self._scales(st)
+        d, k = d_bulk_m2_s * a, k_m_s * b_scale
+        phi, slope = self.phi(k / d)
+        de = d * phi
+        tb, te, tk = net.dist_bulk / d, net.dist_eff / de, net.gb_resist / k
+        g = net.area / (tb + te + tk)
+        lap = _laplacian(net, g)
         held = self.held if st.immersed else np.zeros(net.n_cells, dtype=bool)
         free = ~held
+        n_held = int(held.sum())
+        kff = sp.csr_array(lap[free][:, free])
+        b = -(lap[free][:, held] @ np.ones(n_held))
+        vf = net.volume[free]
+        dt = st.duration_s / self.steps_per_stage
+        lu = splu(sp.csc_array(sp.diags_array(vf) + _W * dt * kff),
+                  permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                  options={"SymmetricMode": True})
+        kp: list[sp.csr_array] = []
+        bp = None
+        if sensitivities:
+            g2 = g * g / net.area
+            laps = (_laplacian(net, g2 * (tb + (1 - slope) * te)),
+                    _laplacian(net, g2 * (tk + slope * te)))
+            kp = [sp.csr_array(lp[free][:, free]) for lp in laps]
+            bp = np.column_stack([-(lp[free][:, held] @ np.ones(n_held)) for lp in laps])
+        return _StageOperator(held=held, kff=kff, b=b, vf=vf, dt=dt, lu=lu, kp=kp, bp=bp)
+
+    def _march(self, x: np.ndarray, s: np.ndarray | None, st: HeatStage,
+               op: _StageOperator) -> tuple[np.ndarray, np.ndarray | None]:
+        """TR-BDF2 steps of one stage for the field and (optionally) its sensitivities."""
+        held, free = op.held, ~op.held
+        kff, b, vf, lu, kp, bp = op.kff, op.b, op.vf, op.lu, op.kp, op.bp
+        wdt = _W * op.dt
         x = x.copy()
         x[held] = 1.0
-        kff = sp.csr_array(lap[free][:, free])
-        b = -(lap[free][:, held] @ np.ones(int(held.sum())))
-        vf = net.volume[free]
-        n = self.steps_per_stage
-        dt = st.duration_s / n
-        wdt = _W * dt
-        lu = splu(sp.csc_array(sp.diags_array(vf) + wdt * kff), permc_spec="MMD_AT_PLUS_A",
-                  diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-        self.factorizations += 1
         xf = x[free]
+        sf = None
         if s is not None:
             s = s.copy()
             s[held] = 0.0
-            kp = [sp.csr_array(lp[free][:, free]) for lp in laps]
-            bp = np.column_stack([-(lp[free][:, held] @ np.ones(int(held.sum())))
-                                  for lp in laps])
             sf = s[free]
         vcol = vf[:, None]
-        for _ in range(n):
+        for _ in range(self.steps_per_stage):
             kx = kff @ xf
             xg = lu.solve(vf * xf - wdt * kx + 2.0 * wdt * b)
-            if s is not None:
+            if sf is not None:
                 kpx = np.column_stack([k1 @ xf for k1 in kp])
                 kpg = np.column_stack([k1 @ xg for k1 in kp])
                 sg = lu.solve(vcol * sf - wdt * (kff @ sf) - wdt * kpx + 2.0 * wdt * bp
                               - wdt * kpg)
             xn = lu.solve(vf * (_C_NEW * xg - _C_OLD * xf) + wdt * b)
-            if s is not None:
+            if sf is not None:
                 kpn = np.column_stack([k1 @ xn for k1 in kp])
                 sf = lu.solve(vcol * (_C_NEW * sg - _C_OLD * sf) + wdt * bp - wdt * kpn)
             xf = xn

@@ -232,7 +232,8 @@ class ImageInversion:
             "n_boundaries": self.n_boundaries, "grain_source": self.grain_source,
             "temperature_K": f(self.temperature_K),
             "stages": [{"duration_s": s.duration_s, "temperature_K": s.temperature_K,
-                        "immersed": s.immersed} for s in self.stages],
+                        "immersed": s.immersed, "k_factor": s.k_factor}
+                       for s in self.stages],
             "iterations": self.iterations, "forward_solves": self.forward_solves,
             "converged": self.converged, "message": self.message,
             "cpu_s": f(self.cpu_s), "wall_s": f(self.wall_s),
@@ -389,7 +390,7 @@ def invert_image(
         inner = ~np.isin(ids, np.unique(np.concatenate([ids[0], ids[-1], ids[:, -1]])))
         if np.count_nonzero(valid & inner) >= 16:
             valid &= inner
-    stages = equivalent_history(history, bulk=bulk)
+    stages = equivalent_history(history, bulk=bulk, boundary=boundary)
     pixel_m = (px * 1e-6, py * 1e-6)
     model = ImageForwardModel(ids, pixel_m, stages, temperature_K=temperature_K, bulk=bulk,
                               boundary=boundary, steps_per_stage=steps_per_stage,
