@@ -11,6 +11,7 @@ D_bulk follows (with its plot).
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from lltolab.analysis import (
     analyze_campaign,
     analyze_image,
     analyze_profiles,
-    invert_image_run,
+    inversion_report,
+    invert_image,
     preferred_dgb_over_delta,
 )
 from lltolab.diffusion import BulkDiffusivity
@@ -101,31 +103,60 @@ def analyze_runs(
     boundary_map = np.load(micrograph) if micrograph is not None else None
     results: list[dict[str, Any]] = []
     profiles: list[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]] = []
-    for ref in refs:
-        run = catalog[int(ref) if str(ref).isdigit() else ref]
-        start = run.metadata["start"]
-        name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
-        history = start.get("thermal_history", [])
-        plan = start.get("plan_name")
-        if plan == PlanName.SIMS_IMAGE:
-            img = load_image(run)
-            temp = represented_temperature_K(history)
-            res = analyze_image(i6=img["i6"], i7=img["i7"], n_pulses=img["n_pulses"],
-                                pixel_um=img["pixel_um"], run=name,
-                                d_bulk=float(bulk(temp)) * 1e4, temperature_K=temp,
-                                boundary_map=boundary_map if boundary_map is not None and
-                                boundary_map.shape == img["i6"].shape else None,
-                                figures_dir=figures_dir)
-            res["uid"] = start["uid"]
-            if invert is True or (not isinstance(invert, bool) and start["uid"] in invert):
-                _add_inversion(res, img, history, temp, boundary_map, name, figures_dir, bulk)
-            results.append(res)
-        elif plan == PlanName.SIMS_LINE_PROFILE:
-            x_cm, c = load_profile(run)
-            profiles.append((run, start, x_cm, c))
-        else:
-            raise ValueError(f"run {ref!r} is a {plan!r} run; analyze takes "
-                             f"{PlanName.SIMS_IMAGE} and {PlanName.SIMS_LINE_PROFILE} runs")
+    # inversions (minutes of CPU, mostly in sparse LU that releases the GIL) run in a thread
+    # beside the boundary steps, profiles and figures; their results join at the end
+    inversions: list[tuple[dict[str, Any], dict[str, Any], str, Future[Any]]] = []
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inversion")
+    try:
+        for ref in refs:
+            run = catalog[int(ref) if str(ref).isdigit() else ref]
+            start = run.metadata["start"]
+            name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
+            history = start.get("thermal_history", [])
+            plan = start.get("plan_name")
+            if plan == PlanName.SIMS_IMAGE:
+                img = load_image(run)
+                temp = represented_temperature_K(history)
+                bmap = boundary_map if boundary_map is not None and \
+                    boundary_map.shape == img["i6"].shape else None
+                if invert is True or (not isinstance(invert, bool) and start["uid"] in invert):
+                    job = pool.submit(invert_image, img["i6"], img["i7"], history=history,
+                                      temperature_K=temp, pixel_um=img["pixel_um"],
+                                      n_pulses=img["n_pulses"], boundary_map=bmap, bulk=bulk)
+                else:
+                    job = None
+                res = analyze_image(i6=img["i6"], i7=img["i7"], n_pulses=img["n_pulses"],
+                                    pixel_um=img["pixel_um"], run=name,
+                                    d_bulk=float(bulk(temp)) * 1e4, temperature_K=temp,
+                                    boundary_map=bmap, figures_dir=figures_dir)
+                res["uid"] = start["uid"]
+                if job is not None:
+                    inversions.append((res, img, name, job))
+                results.append(res)
+            elif plan == PlanName.SIMS_LINE_PROFILE:
+                x_cm, c = load_profile(run)
+                profiles.append((run, start, x_cm, c))
+            else:
+                raise ValueError(f"run {ref!r} is a {plan!r} run; analyze takes "
+                                 f"{PlanName.SIMS_IMAGE} and {PlanName.SIMS_LINE_PROFILE} runs")
+        _profile_results(profiles, results, fit_x0, figures_dir)
+        for res, img, name, job in inversions:
+            _add_inversion(res, img, name, job, figures_dir)
+    finally:  # on an error: the queued inversions are dropped, a running one is waited for
+        pool.shutdown(wait=True, cancel_futures=True)
+    campaign = _campaign_points(results, bulk)
+    if len(campaign) >= 2:
+        res = analyze_campaign(campaign, run="campaign", figures_dir=figures_dir)
+        res["kind"] = "campaign"
+        results.append(res)
+    return results
+
+
+def _profile_results(profiles: Sequence[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]],
+                     results: list[dict[str, Any]], fit_x0: bool,
+                     figures_dir: str | Path | None) -> None:
+    """The erfc fit of the first profile after an exchange, the time evolution between
+    consecutive profiles (appended to ``results``)."""
     for i, (_, start, x_cm, c) in enumerate(profiles):
         history = start.get("thermal_history", [])
         exchange_s = _warm_time_s(history, SegmentSource.ISOTOPE_EXCHANGE)
@@ -151,12 +182,6 @@ def analyze_runs(
             res.update(uid=start["uid"], temperature_K=represented_temperature_K(history),
                        from_uid=prev_start["uid"])
             results.append(res)
-    campaign = _campaign_points(results, bulk)
-    if len(campaign) >= 2:
-        res = analyze_campaign(campaign, run="campaign", figures_dir=figures_dir)
-        res["kind"] = "campaign"
-        results.append(res)
-    return results
 
 
 def _campaign_points(results: Sequence[dict[str, Any]],
@@ -181,17 +206,13 @@ def _campaign_points(results: Sequence[dict[str, Any]],
     return [pt for _, pt in sorted(points.items())]
 
 
-def _add_inversion(res: dict[str, Any], img: dict[str, Any], history: Sequence[dict[str, Any]],
-                   temp: float, boundary_map: np.ndarray | None, name: str,
-                   figures_dir: str | Path | None, bulk: BulkDiffusivity) -> None:
-    """Model-based inversion of the image beside the boundary steps (in place)."""
-    bmap = boundary_map if boundary_map is not None and \
-        boundary_map.shape == img["i6"].shape else None
+def _add_inversion(res: dict[str, Any], img: dict[str, Any], name: str, job: Future[Any],
+                   figures_dir: str | Path | None) -> None:
+    """The inversion's result beside the boundary steps (in place), once its fit is done."""
     try:
-        inv = invert_image_run(img["i6"], img["i7"], history=history, temperature_K=temp,
-                               pixel_um=img["pixel_um"], n_pulses=img["n_pulses"],
-                               boundary_map=bmap, run=name, figures_dir=figures_dir,
-                               bulk=bulk, step_median_cm_s=res.get("median_dgb_over_delta_cm_s"))
+        inv = inversion_report(job.result(), pixel_um=img["pixel_um"], run=name,
+                               figures_dir=figures_dir,
+                               step_median_cm_s=res.get("median_dgb_over_delta_cm_s"))
     except ValueError as exc:  # e.g. a run without a thermal history: steps only
         inv = {"method": "inversion", "converged": False, "error": str(exc), "figures": []}
     res["inversion"] = inv

@@ -34,7 +34,7 @@ from ._figures import (
 from ._forward import HeatStage, ImageForwardModel, equivalent_history
 from ._fraction import IsotopeFraction, dead_time_correct, isotope_fraction
 from ._inversion import ImageInversion, invert_image
-from ._inversion_api import invert_image_run, preferred_dgb_over_delta
+from ._inversion_api import inversion_report, invert_image_run, preferred_dgb_over_delta
 from ._inversion_figure import plot_inversion
 from ._transport import (
     E_CHARGE_C,
@@ -95,6 +95,7 @@ __all__ = [
     "invert_image",
     "plot_inversion",
     "invert_image_run",
+    "inversion_report",
     "preferred_dgb_over_delta",
     "analyze_campaign",
 ]

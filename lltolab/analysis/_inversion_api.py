@@ -12,10 +12,10 @@ import numpy as np
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
 
 from ._figures import figure_path
-from ._inversion import invert_image
+from ._inversion import ImageInversion, invert_image
 from ._inversion_figure import plot_inversion
 
-__all__ = ["invert_image_run", "preferred_dgb_over_delta"]
+__all__ = ["invert_image_run", "inversion_report", "preferred_dgb_over_delta"]
 
 
 def invert_image_run(
@@ -42,6 +42,20 @@ def invert_image_run(
     inv = invert_image(i6, i7, history=history, temperature_K=temperature_K,
                        pixel_um=pixel_um, n_pulses=n_pulses, boundary_map=boundary_map,
                        grain_ids=grain_ids, bulk=bulk, boundary=boundary)
+    return inversion_report(inv, pixel_um=pixel_um, run=run, figures_dir=figures_dir,
+                            step_median_cm_s=step_median_cm_s)
+
+
+def inversion_report(
+    inv: ImageInversion,
+    *,
+    pixel_um: float | tuple[float, float],
+    run: str = "image",
+    figures_dir: str | Path | None = None,
+    step_median_cm_s: float | None = None,
+) -> dict[str, Any]:
+    """The summary dict of a finished :func:`invert_image` and, with ``figures_dir``, the path
+    of its figure ``<run>_inversion.png`` (in ``figures``)."""
     out = inv.to_dict()
     out["figures"] = []
     if figures_dir is not None:
