@@ -42,7 +42,8 @@ def _figure(**kw):
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+    # zlib level 1: half the time of the default level for 2 % larger files
+    fig.savefig(path, dpi=110, pil_kwargs={"compress_level": 1})
     return path
 
 
