@@ -42,6 +42,7 @@ _C_NEW = 1.0 / (_GAMMA * (2.0 - _GAMMA))
 _C_OLD = (1.0 - _GAMMA) ** 2 / (_GAMMA * (2.0 - _GAMMA))
 _RATIO_BAND = math.log(1.25)
 _PHI_STEP = 0.25
+_PHI_COLUMNS = 128
 
 
 @dataclass(frozen=True)
@@ -334,9 +335,11 @@ class ImageForwardModel:
             raise ValueError(f"strip_extent_m {strip_extent_m} must enclose 0 .. {x_end:.6g} m")
         width = ny * hy
         window = _window_network(self.grain_ids, self.pixel_m)
-        self._phi_net = window if nx <= 256 else _window_network(self.grain_ids[:, :256],
-                                                                 self.pixel_m)
-        self._phi_nx = min(nx, 256)
+        # φ of the line beyond the image from the first _PHI_COLUMNS columns of the grain map
+        # (within 1 % of φ from 256 or 512 columns, at a third of the cost per node)
+        self._phi_net = window if nx <= _PHI_COLUMNS else _window_network(
+            self.grain_ids[:, :_PHI_COLUMNS], self.pixel_m)
+        self._phi_nx = min(nx, _PHI_COLUMNS)
         cell = np.arange(nx * ny).reshape(ny, nx)
         parts, links = [window], []
         for side, (a, b) in (("left", (lo, 0.0)), ("right", (x_end, hi))):
