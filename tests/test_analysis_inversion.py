@@ -32,22 +32,43 @@ HISTORY = [  # as recorded: exchange, an unrecorded minute on the bench, transfe
 ]
 
 
-def _twin_image(seed: int, *, spread_sigma: float = 0.0, pixels=(150, 60)) -> dict:
-    """A small image of the twin rendered by the simulator (default dose, dead time)."""
+T_ANNEAL = celsius_to_kelvin(200)
+ANNEAL_AT_S, ANNEAL_S = EXCHANGE_S + 1800.0, 120.0
+AFTER_ANNEAL = [  # the image at -110 °C, warm-up, 2 min at 200 °C, quench
+    *HISTORY,
+    {"start_s": EXCHANGE_S + 300.0, "end_s": ANNEAL_AT_S - 300.0,
+     "temperature_K": celsius_to_kelvin(-110), "immersed": False},
+    {"start_s": ANNEAL_AT_S - 300.0, "end_s": ANNEAL_AT_S, "temperature_K": T22,
+     "immersed": False},
+    {"start_s": ANNEAL_AT_S, "end_s": ANNEAL_AT_S + ANNEAL_S, "temperature_K": T_ANNEAL,
+     "immersed": False},
+    {"start_s": ANNEAL_AT_S + ANNEAL_S, "end_s": ANNEAL_AT_S + ANNEAL_S + 300.0,
+     "temperature_K": celsius_to_kelvin(-110), "immersed": False},
+]
+
+
+def _twin_image(seed: int, *, spread_sigma: float = 0.0, pixels=(150, 60),
+                anneal: bool = False) -> dict:
+    """A small image of the twin rendered by the simulator (default dose, dead time), after
+    the exchange (HISTORY) or after a later anneal at 200 °C (AFTER_ANNEAL)."""
     sample = VirtualSample.paper_default(seed, window_m=(-10e-6, 160e-6, 0.0, 70e-6),
                                          spread_sigma=spread_sigma)
+    history = AFTER_ANNEAL if anneal else HISTORY
+    # the recorded history is what the sample went through (the unrecorded minute: 22 °C)
     sample.set_environment(0.0, temperature_K=T22, immersed=True)
     sample.set_environment(EXCHANGE_S, temperature_K=T22, immersed=False)
-    sample.set_environment(EXCHANGE_S + 270.0, temperature_K=celsius_to_kelvin(-110),
-                           immersed=False)
+    for seg in history[2:]:
+        temp = seg["temperature_K"]
+        mid = 0.5 * (temp[0] + temp[-1]) if isinstance(temp, list) else temp
+        sample.set_environment(seg["start_s"], temperature_K=mid, immersed=False)
     settings = SimsSettings(field_of_view_um=(150.0, 60.0), pixels=pixels)
     with tempfile.TemporaryDirectory() as tmp:
         sim = SurfaceLabSimulator(sample, VirtualClock(1.0), tmp, settings=settings,
                                   seed=seed + 7)
-        c = sim.true_c_under_raster(sample.field(EXCHANGE_S + 400.0))
+        c = sim.true_c_under_raster(sample.field(history[-1]["end_s"] + 100.0))
         i6, i7 = sim.count(c, settings.pulses_per_pixel)
         micrograph = np.load(sim.write_micrograph("m"))
-    truth = sample.truth(T22)
+    truth = sample.truth(T_ANNEAL if anneal else T22)
     return {"i6": i6, "i7": i7, "n_pulses": settings.pulses_per_pixel,
             "pixel_um": (150.0 / pixels[0], 60.0 / pixels[1]), "micrograph": micrograph,
             "k_cm_s": truth["k_gb_m_s"] * 100 * float(np.median(sample.micro.spread)),
@@ -130,6 +151,24 @@ def test_twin_image_at_default_dose_interval_covers(twin_image) -> None:
     assert 0.9 < inv.pearson_per_dof < 1.2
     assert inv.grain_source == "boundary_map"
     assert inv.stderr_ln_k >= inv.stderr_ln_k_model > 0
+
+
+def test_twin_image_after_an_anneal(small_grains) -> None:
+    """After 2 min at 200 °C the grains have evened out and the image spans C ≈ 0.4–0.6: the
+    fractions' priors anchor its level (without them the interval is 6× wide), and k(200 °C)
+    comes back inside the interval."""
+    img = _twin_image(3, anneal=True)
+    inv = invert_image(img["i6"], img["i7"], history=AFTER_ANNEAL, temperature_K=T_ANNEAL,
+                       pixel_um=img["pixel_um"], n_pulses=img["n_pulses"],
+                       boundary_map=img["micrograph"])
+    assert inv.converged, inv.message
+    lo, hi = inv.interval_cm_s
+    assert lo < img["k_cm_s"] < hi
+    assert hi / lo < 2.0  # 1.6 (6.1 without the fractions' priors)
+    assert inv.dgb_over_delta_cm_s == pytest.approx(img["k_cm_s"], rel=0.25)
+    assert 0.9 < inv.deviance_per_dof < 1.2
+    corr = inv.correlation
+    assert np.allclose(np.diag(corr), 1.0) and np.all(np.abs(corr) <= 1.0 + 1e-9)
 
 
 def test_run_level_dict_and_figure(tmp_path: Path) -> None:

@@ -276,6 +276,8 @@ def invert_image(
     fit_edge_grains: bool = False,
     cluster_um: float = 48.0,
     d_bulk_prior_sd_ln: float | None = 0.3,
+    c_offset_prior_sd: float | None = 0.02,
+    c_bath_prior_sd: float | None = 0.05,
 ) -> ImageInversion:
     """Fit the twin's forward model to a whole ⁶Li/⁷Li image (see the module docstring).
 
@@ -323,6 +325,12 @@ def invert_image(
         Standard deviation (in ln) of the log-normal prior on D*_bulk centred on the law
         ``bulk`` at ``temperature_K`` (the paper takes D*_bulk from NMR); None: no prior (a
         factor 10 around the law still bounds it).
+    c_offset_prior_sd, c_bath_prior_sd : float or None
+        Standard deviations of normal priors on the two fractions, centred on their start
+        values (the natural ⁶Li abundance and the bath's enrichment); None: no prior. Weak
+        where the image spans both (after an exchange the data fix them to ~0.001); they
+        anchor the level of an image that an anneal has flattened, which alone cannot tell
+        the fractions from the amount that diffused in.
 
     Returns
     -------
@@ -339,9 +347,12 @@ def invert_image(
             raise ValueError(f"counts up to {top:.0f} exceed n_pulses={n_pulses}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    if d_bulk_prior_sd_ln is not None and not (math.isfinite(d_bulk_prior_sd_ln)
-                                               and d_bulk_prior_sd_ln > 0):
-        raise ValueError(f"d_bulk_prior_sd_ln must be > 0 or None, got {d_bulk_prior_sd_ln!r}")
+    for name, sd in (("d_bulk_prior_sd_ln", d_bulk_prior_sd_ln),
+                     ("c_offset_prior_sd", c_offset_prior_sd),
+                     ("c_bath_prior_sd", c_bath_prior_sd)):
+        if sd is not None and not (isinstance(sd, int | float) and math.isfinite(sd)
+                                   and sd > 0):
+            raise ValueError(f"{name} must be a finite number > 0 or None, got {sd!r}")
     if not (math.isfinite(cluster_um) and cluster_um > 0):
         raise ValueError(f"cluster_um must be finite and > 0 µm, got {cluster_um!r}")
     if max_iterations < 1:
@@ -407,8 +418,10 @@ def invert_image(
         raise ValueError("the thermal history has no stage in which the sample diffused "
                          "measurably: nothing to fit")
     fitter = _Fitter(model, counts, valid)
-    fitter.prior_mu = math.log(float(bulk(temperature_K)))
-    fitter.prior_prec = 0.0 if d_bulk_prior_sd_ln is None else d_bulk_prior_sd_ln ** -2
+    fitter.prior_mu = np.array([math.log(float(bulk(temperature_K))), 0.0, c_offset_start,
+                                c_bath_start, 0.0])
+    fitter.prior_prec = np.array([0.0 if sd is None else sd ** -2 for sd in (
+        d_bulk_prior_sd_ln, None, c_offset_prior_sd, c_bath_prior_sd, None)])
     theta = fitter._bounded(np.array([math.log(d0), math.log(k0), c_offset_start,
                                       c_bath_start, 0.25]))
     theta, info = fitter.run(theta, max_iterations)
@@ -417,8 +430,7 @@ def invert_image(
     jac = fitter.jacobian(theta, u, jac_u)
     c = fitter.c_of(theta, u)
     score, w = counts.score_info(c)
-    h = jac.T @ (w[:, None] * jac)
-    h[0, 0] += fitter.prior_prec
+    h = jac.T @ (w[:, None] * jac) + np.diag(fitter.prior_prec)
     try:
         h_inv = np.linalg.inv(h)
         cond_ok = bool(np.isfinite(h_inv).all() and np.linalg.cond(h) < 1e14)
@@ -436,7 +448,7 @@ def invert_image(
     se_model = np.sqrt(np.maximum(np.diag(h_inv), 0))
     se = np.maximum(np.sqrt(np.maximum(np.diag(cov_rob), 0)), se_model)
     z = float(student_t.ppf(0.5 + 0.5 * level, max(g_used - 1, 1)))
-    dsd = np.sqrt(np.outer(se, se))
+    dsd = np.outer(se, se)
     corr_base = cov_rob.copy()
     corr_base[np.diag_indices(len(se))] = se**2
     corr = corr_base / dsd
@@ -530,8 +542,8 @@ class _Fitter:
         self.u: np.ndarray = np.empty(0)
         self.jac_u: np.ndarray = np.empty((2, 0, 0))
         self._start: np.ndarray = np.zeros(5)
-        self.prior_mu = 0.0
-        self.prior_prec = 0.0
+        self.prior_mu = np.zeros(5)  # Gaussian priors per parameter (precision 0: none)
+        self.prior_prec = np.zeros(5)
 
     def forward(self, theta: np.ndarray, sens: bool) -> tuple[np.ndarray, np.ndarray | None]:
         self.solves += 1
@@ -560,13 +572,14 @@ class _Fitter:
     def _linear(self, theta: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, float]:
         """Re-optimise (c_off, c_s) for fixed u (concave: a few Newton steps)."""
         th = theta.copy()
-        ll = self.counts.loglik(self.c_of(th, u))
+        ll = self.counts.loglik(self.c_of(th, u)) + self.log_prior(th)
         bu = blur(u, th[4])[self.valid]
         basis = np.column_stack([1 - bu, bu])
+        prec = self.prior_prec[2:4]
         for _ in range(20):
             score, w = self.counts.score_info(self.c_of(th, u))
-            g = basis.T @ score
-            hm = basis.T @ (w[:, None] * basis)
+            g = basis.T @ score + self.prior_score(th)[2:4]
+            hm = basis.T @ (w[:, None] * basis) + np.diag(prec)
             step = _solve(hm, g)
             t = 1.0
             while t > 1e-3:
@@ -574,7 +587,7 @@ class _Fitter:
                 trial[2:4] += t * step
                 c = self.c_of(trial, u)
                 if c.min() > 0 and c.max() < 1:
-                    ll_t = self.counts.loglik(c)
+                    ll_t = self.counts.loglik(c) + self.log_prior(trial)
                     if ll_t >= ll - 1e-9:
                         break
                 t *= 0.5
@@ -583,18 +596,22 @@ class _Fitter:
             th, ll = trial, ll_t
             if np.max(np.abs(t * step)) < 1e-8:
                 break
-        return th, ll + self.log_prior(th)
+        return th, ll
 
     def _bounded(self, theta: np.ndarray) -> np.ndarray:
         """Blur variance in [0, 0.9] px²; D_bulk within a factor 10 of the law."""
         out = theta.copy()
         out[4] = min(max(out[4], 0.0), _V_MAX)
-        out[0] = min(max(out[0], self.prior_mu - _LN_D_RANGE), self.prior_mu + _LN_D_RANGE)
+        out[0] = min(max(out[0], self.prior_mu[0] - _LN_D_RANGE), self.prior_mu[0] + _LN_D_RANGE)
         return out
 
     def log_prior(self, theta: np.ndarray) -> float:
-        """Log-normal prior of D_bulk (the NMR law at the temperature)."""
-        return -0.5 * self.prior_prec * (theta[0] - self.prior_mu) ** 2
+        """Log-normal prior of D_bulk (the NMR law), normal priors of the two fractions."""
+        return float(-0.5 * np.sum(self.prior_prec * (theta - self.prior_mu) ** 2))
+
+    def prior_score(self, theta: np.ndarray) -> np.ndarray:
+        """Gradient of :meth:`log_prior`."""
+        return -self.prior_prec * (theta - self.prior_mu)
 
     def run(self, theta: np.ndarray, max_iter: int) -> tuple[np.ndarray, dict[str, Any]]:
         self._start = theta.copy()
@@ -606,10 +623,8 @@ class _Fitter:
         for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
             jac = self.jacobian(theta, u, ju)
             score, w = self.counts.score_info(self.c_of(theta, u))
-            g = jac.T @ score
-            g[0] -= self.prior_prec * (theta[0] - self.prior_mu)
-            h = jac.T @ (w[:, None] * jac)
-            h[0, 0] += self.prior_prec
+            g = jac.T @ score + self.prior_score(theta)
+            h = jac.T @ (w[:, None] * jac) + np.diag(self.prior_prec)
             dh = np.diag(h).copy()
             step = _solve(h + lam * np.diag(dh), g)
             step[:2] = np.clip(step[:2], -1.0, 1.0)  # at most a factor e per iteration
@@ -645,10 +660,8 @@ class _Fitter:
         u, ju = self.forward(theta, True)
         jac = self.jacobian(theta, u, ju)
         score, w = self.counts.score_info(self.c_of(theta, u))
-        h = jac.T @ (w[:, None] * jac)
-        h[0, 0] += self.prior_prec
-        g = jac.T @ score
-        g[0] -= self.prior_prec * (theta[0] - self.prior_mu)
+        h = jac.T @ (w[:, None] * jac) + np.diag(self.prior_prec)
+        g = jac.T @ score + self.prior_score(theta)
         step = _solve(h, g)
         step[:2] = np.clip(step[:2], -0.1, 0.1)
         if np.max(np.abs(step[:2])) > 2e-3:
