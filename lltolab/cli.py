@@ -27,6 +27,9 @@ def _demo(args: argparse.Namespace) -> int:
     from lltolab.vocabulary import IMAGING_PLANS, ROOM_K, PlanName  # noqa: PLC0415
 
     target = resolve_target(args.catalog or default_catalog_path().parent / "demo")
+    if not target.is_server:  # a new catalog's database is created while the lab is built
+        threading.Thread(target=_init_quietly, args=(target.folder,), daemon=True,
+                         name="lltolab-catalog-init").start()
     # figures next to the catalog folder, or next to the server's session state
     folder = target.folder if target.folder is not None else target.state_dir.parent
     sample_id = f"LLTO-demo-seed{args.seed}"
@@ -76,6 +79,16 @@ def _demo(args: argparse.Namespace) -> int:
         print(demo_report(out))
         _print_dgb_methods(extracted, truth["dgb_over_delta_cm_s_22C"], "_22C")
     return 0
+
+
+def _init_quietly(folder: object) -> None:
+    """Create a catalog folder's database ahead of time; errors surface when it is opened."""
+    from lltolab.catalog import init_catalog  # noqa: PLC0415
+
+    try:
+        init_catalog(folder)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001, S110 - the session's open reports the same error
+        pass
 
 
 def demo_report(out: dict) -> str:

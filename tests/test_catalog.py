@@ -37,6 +37,7 @@ from lltolab.catalog import (
     catalog_writer,
     close_catalogs,
     format_runs,
+    init_catalog,
     list_runs,
     open_catalog,
     quick_list,
@@ -414,6 +415,36 @@ def test_background_writer_journals_before_the_catalog_is_open(catalog, folder):
 
 
 # -- pieces -------------------------------------------------------------------------------------
+def test_init_catalog_creates_once_from_many_threads_and_reports_failure(tmp_path):
+    """Three threads initialise one new folder at once: one database, later calls are instant;
+    a database path that is a folder fails with one clear error."""
+    from lltolab.catalog import CatalogAccessError
+
+    folder = tmp_path / "new"
+    errors: list[BaseException] = []
+
+    def init() -> None:
+        try:
+            init_catalog(folder)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=init) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=200)
+    assert not errors and (folder / "catalog.db").is_file()
+    marker = folder / ".tiled-initialized"  # written once, after the one tiled catalog init
+    stamp = marker.stat().st_mtime_ns
+    assert init_catalog(folder) == folder.resolve()
+    assert marker.stat().st_mtime_ns == stamp
+    broken = tmp_path / "broken"
+    (broken / "catalog.db").mkdir(parents=True)
+    with pytest.raises(CatalogAccessError, match="cannot be created"):
+        init_catalog(broken)
+
+
 def test_read_journal_drops_torn_last_line_only(tmp_path):
     good = [json.dumps({"name": "start", "doc": {"uid": "u"}}),
             json.dumps({"name": "event", "doc": {"seq_num": 1}})]

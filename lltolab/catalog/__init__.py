@@ -19,7 +19,14 @@ and readers; :func:`server_config_yaml` renders a ``tiled serve config`` file fo
 from ._config import catalog_config, server_config_yaml
 from ._journal import read_journal
 from ._listing import ReplayTable, RunSummary, format_runs, list_runs, newest_scan_id, replay
-from ._open import CatalogAccessError, close_catalogs, open_catalog, server_exports, warm_up
+from ._open import (
+    CatalogAccessError,
+    close_catalogs,
+    init_catalog,
+    open_catalog,
+    server_exports,
+    warm_up,
+)
 from ._postgres import PostgresCluster, PostgresUnavailable, find_postgres_bin
 from ._quick import iter_documents, parse_run_ref, quick_list, quick_uid
 from ._recovery import RECOVERED_REASON, recover
@@ -52,6 +59,7 @@ __all__ = [
     "is_server_uri",
     "list_runs",
     "newest_scan_id",
+    "init_catalog",
     "open_catalog",
     "parse_run_ref",
     "quick_list",

@@ -11,6 +11,8 @@ lets one writer and any number of reader processes share the folder.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -18,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-from ._config import catalog_config, readable_storage_of
+from ._config import catalog_config, readable_storage_of, sqlite_uri
 from ._locks import FileLock
 from ._relocate import is_writable, move_paths, readonly_snapshot, relocate_in_place
 from ._target import (
@@ -32,7 +34,8 @@ from ._target import (
     resolve_target,
 )
 
-__all__ = ["CatalogAccessError", "close_catalogs", "open_catalog", "server_exports", "warm_up"]
+__all__ = ["CatalogAccessError", "close_catalogs", "init_catalog", "open_catalog",
+           "server_exports", "warm_up"]
 
 #: longest wait for another process or thread that is creating / opening the same catalog (s)
 OPEN_TIMEOUT_S = 120.0
@@ -79,26 +82,67 @@ def _open_local(
         ) from None
 
 
+def init_catalog(path: str | os.PathLike[str]) -> Path:
+    """Create the embedded catalog in folder ``path`` unless it has one already.
+
+    Makes the folder and its sub-folders and, the first time, creates the database with
+    tiled's own ``tiled catalog init`` (a subprocess of a few seconds; later calls return at
+    once). Threads and processes may call it at the same time: one creates, the others wait
+    (at most :data:`OPEN_TIMEOUT_S`). :func:`open_catalog` calls it; calling it early (in a
+    background thread) lets that time pass while other work goes on.
+
+    Returns
+    -------
+    Path
+        The catalog folder (absolute).
+
+    Raises
+    ------
+    CatalogAccessError
+        If the database cannot be created (the tool's error text is in the message).
+    ValueError
+        If ``path`` exists and is not a folder.
+    """
+    folder = Path(path).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"catalog path {folder} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    for sub in (FILES_DIR, ASSETS_DIR, JOURNAL_DIR):
+        (folder / sub).mkdir(exist_ok=True)
+    with open(folder / INIT_LOCK, "a+") as lockfile:  # one creator across processes
+        FileLock(lockfile).acquire_within(OPEN_TIMEOUT_S, f"catalog {folder}")
+        if (folder / INIT_MARKER).exists() and (folder / CATALOG_DB).exists():
+            return folder
+        cmd = [sys.executable, "-m", "tiled", "catalog", "init", "--if-not-exists",
+               sqlite_uri(folder / CATALOG_DB)]
+        try:
+            subprocess.run(cmd, capture_output=True, text=True, check=True,
+                           timeout=OPEN_TIMEOUT_S)
+        except subprocess.CalledProcessError as exc:
+            tail = (exc.stderr or "").strip().splitlines()[-1:] or ["no error text"]
+            raise CatalogAccessError(
+                f"catalog {folder} cannot be created: tiled catalog init failed: {tail[0]}"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise CatalogAccessError(
+                f"catalog {folder} cannot be created: tiled catalog init took longer than "
+                f"{OPEN_TIMEOUT_S} s") from None
+        (folder / INIT_MARKER).write_text("tiled catalog initialised\n")
+    return folder
+
+
 def _build_local(folder: Path, readable: list[str]) -> Any:
     from tiled.client import Context, from_context
     from tiled.server.app import build_app_from_config
 
-    # Serialise first-time creation between processes; skip the (slow) init subprocess
-    # once this folder is known to be initialised.
-    with open(folder / INIT_LOCK, "a+") as lockfile:
-        FileLock(lockfile).acquire_within(OPEN_TIMEOUT_S, f"catalog {folder}")
-        initialised = (folder / INIT_MARKER).exists() and (folder / CATALOG_DB).exists()
-        config = catalog_config(
-            folder, readable_storage=readable, init_if_not_exists=not initialised
-        )
-        try:
-            app = build_app_from_config(config)
-        except (OSError, RuntimeError, ImportError) as exc:  # e.g. a corrupt database
-            raise CatalogAccessError(
-                f"catalog {folder} cannot be opened: {type(exc).__name__}: {exc}"
-            ) from exc
-        if not initialised:
-            (folder / INIT_MARKER).write_text("tiled catalog initialised\n")
+    init_catalog(folder)
+    config = catalog_config(folder, readable_storage=readable, init_if_not_exists=False)
+    try:
+        app = build_app_from_config(config)
+    except (OSError, RuntimeError, ImportError) as exc:  # e.g. a corrupt database
+        raise CatalogAccessError(
+            f"catalog {folder} cannot be opened: {type(exc).__name__}: {exc}"
+        ) from exc
     return from_context(Context.from_app(app))
 
 
