@@ -39,6 +39,9 @@ def _demo(args: argparse.Namespace) -> int:
     with start(sim=True, catalog=target, sample_id=sample_id, seed=args.seed,
                time_scale=None, callbacks=not args.json, api_key=args.api_key) as session:
         plans = session.plans
+        # the first image is inverted while the workflow goes on (anneal, second image)
+        early = _FirstImageInversion(session.catalog, session.lab.sims.micrograph())
+        token = session.RE.subscribe(early)
         try:
             uids = session.RE(plans.exchange_quench_image_anneal_reimage(
                 **session.workflow_devices(), exchange_s=exchange_s, anneal_K=anneal_K,
@@ -48,6 +51,8 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"lltolab demo: the workflow failed: {type(exc).__name__}: {exc} "
                   f"(runs so far are in {folder})", file=sys.stderr)
             return 1
+        finally:
+            session.RE.unsubscribe(token)
         lab = session.lab
         micrograph = lab.sims.write_micrograph()
         cat = session.catalog
@@ -55,7 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
         wanted = [u for u in uids if kinds[u] in IMAGING_PLANS]
         first_image = [u for u in wanted if kinds[u] == PlanName.SIMS_IMAGE][:1]
         results, failures = _demo_analyses(cat, wanted, kinds, folder / "figures", micrograph,
-                                           invert=first_image)
+                                           invert=first_image, inversions=early.futures)
         sample = lab.sample
         t22, t200 = ROOM_K, anneal_K
         spread = float(np.median(sample.micro.spread))
@@ -79,6 +84,32 @@ def _demo(args: argparse.Namespace) -> int:
         print(demo_report(out))
         _print_dgb_methods(extracted, truth["dgb_over_delta_cm_s_22C"], "_22C")
     return 0
+
+
+class _FirstImageInversion:
+    """RunEngine callback: at the stop of the first successful image run, start its inversion
+    in the background (:func:`lltolab.run_analysis.invert_run_in_background`)."""
+
+    def __init__(self, catalog: object, micrograph: object) -> None:
+        self.catalog = catalog
+        self.micrograph = micrograph
+        self.futures: dict[str, object] = {}
+        self._image_uid: str | None = None
+
+    def __call__(self, name: str, doc: dict) -> None:
+        from lltolab.vocabulary import PlanName  # noqa: PLC0415
+
+        if self.futures:
+            return
+        if name == "start" and doc.get("plan_name") == PlanName.SIMS_IMAGE:
+            self._image_uid = doc["uid"]
+        elif name == "stop" and doc.get("run_start") == self._image_uid:
+            if doc.get("exit_status") == "success":
+                from lltolab.run_analysis import invert_run_in_background  # noqa: PLC0415
+
+                self.futures[self._image_uid] = invert_run_in_background(
+                    self.catalog, self._image_uid, micrograph=self.micrograph)
+            self._image_uid = None
 
 
 def _init_quietly(folder: object) -> None:
@@ -113,7 +144,7 @@ between the two line profiles)."""
 
 
 def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures: object,
-                   micrograph: object, invert: object = True,
+                   micrograph: object, invert: object = True, inversions: object = None,
                    ) -> tuple[list[dict], dict[str, str]]:
     """All analyses of the demo's image and profile runs; a failing one is reported, not raised.
 
@@ -124,7 +155,7 @@ def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures:
 
     try:
         return analyze_runs(cat, uids, figures_dir=figures, micrograph=micrograph,
-                            invert=invert), {}
+                            invert=invert, inversions=inversions), {}
     except Exception:  # noqa: BLE001 - retry per kind to find which analysis failed
         pass
     results: list[dict] = []
@@ -134,7 +165,7 @@ def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures:
     for kind, group in groups.items():
         try:
             results += analyze_runs(cat, group, figures_dir=figures, micrograph=micrograph,
-                                    invert=invert)
+                                    invert=invert, inversions=inversions)
         except Exception as exc:  # noqa: BLE001 - the report names it
             failures[kind] = f"{type(exc).__name__}: {exc}"
     return results, failures

@@ -10,7 +10,8 @@ D_bulk follows (with its plot).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import threading
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from lltolab.analysis import (
 from lltolab.diffusion import BulkDiffusivity
 from lltolab.vocabulary import ROOM_K, WARM_SOURCES, DataKey, DeviceName, PlanName, SegmentSource
 
-__all__ = ["analyze_runs", "load_image", "load_profile", "represented_temperature_K"]
+__all__ = ["analyze_runs", "invert_run_in_background", "load_image", "load_profile",
+           "represented_temperature_K"]
 
 SAMPLE_EXTENT_CM = (-0.1, 0.9)
 """x extent of the sample strip (cm): 1 mm immersed, 9 mm above the liquid level."""
@@ -77,6 +79,7 @@ def analyze_runs(
     micrograph: str | Path | None = None, bulk: BulkDiffusivity | None = None,
     fit_x0: bool = False,
     invert: bool | Collection[str] = True,
+    inversions: Mapping[str, Future[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Analyse image and line-profile runs (by uid or scan_id); one result dict per analysis.
 
@@ -98,6 +101,9 @@ def analyze_runs(
         result, beside the boundary steps; ``dgb_over_delta_cm_s`` and
         ``dgb_over_delta_method`` say which one is reported); a collection: only to the image
         runs with these uids.
+    inversions : mapping of uid to Future, optional
+        Inversions already under way (:func:`invert_run_in_background`, e.g. started while
+        the workflow went on); their image runs use them instead of fitting again.
     """
     bulk = bulk or BulkDiffusivity.paper_default()
     boundary_map = np.load(micrograph) if micrograph is not None else None
@@ -119,10 +125,10 @@ def analyze_runs(
                 temp = represented_temperature_K(history)
                 bmap = boundary_map if boundary_map is not None and \
                     boundary_map.shape == img["i6"].shape else None
-                if invert is True or (not isinstance(invert, bool) and start["uid"] in invert):
-                    job = pool.submit(invert_image, img["i6"], img["i7"], history=history,
-                                      temperature_K=temp, pixel_um=img["pixel_um"],
-                                      n_pulses=img["n_pulses"], boundary_map=bmap, bulk=bulk)
+                if inversions is not None and start["uid"] in inversions:
+                    job = inversions[start["uid"]]
+                elif invert is True or (not isinstance(invert, bool) and start["uid"] in invert):
+                    job = pool.submit(_invert, img, history, temp, bmap, bulk)
                 else:
                     job = None
                 res = analyze_image(i6=img["i6"], i7=img["i7"], n_pulses=img["n_pulses"],
@@ -150,6 +156,54 @@ def analyze_runs(
         res["kind"] = "campaign"
         results.append(res)
     return results
+
+
+def _invert(img: dict[str, Any], history: Sequence[dict[str, Any]], temp: float,
+            boundary_map: np.ndarray | None, bulk: BulkDiffusivity) -> Any:
+    return invert_image(img["i6"], img["i7"], history=history, temperature_K=temp,
+                        pixel_um=img["pixel_um"], n_pulses=img["n_pulses"],
+                        boundary_map=boundary_map, bulk=bulk)
+
+
+def invert_run_in_background(
+    catalog: Any, ref: str | int, *, micrograph: str | Path | np.ndarray | None = None,
+    bulk: BulkDiffusivity | None = None,
+) -> Future[Any]:
+    """Start the model-based inversion of one stored image run in a thread of its own.
+
+    For a run that is already complete in the catalog (e.g. from a callback on its stop
+    document while later runs are still being taken). Pass the returned future to
+    :func:`analyze_runs` as ``inversions={uid: future}``. ``micrograph``: the ``.npy`` file
+    of the etched micrograph, or its boolean array (True = boundary).
+
+    Returns
+    -------
+    concurrent.futures.Future
+        Resolves to the :class:`lltolab.analysis.ImageInversion`, or to the error raised.
+    """
+    bulk = bulk or BulkDiffusivity.paper_default()
+    future: Future[Any] = Future()
+
+    def work() -> None:
+        try:
+            run = catalog[int(ref) if str(ref).isdigit() else ref]
+            start = run.metadata["start"]
+            if start.get("plan_name") != PlanName.SIMS_IMAGE:
+                raise ValueError(f"run {ref!r} is a {start.get('plan_name')!r} run, not a "
+                                 f"{PlanName.SIMS_IMAGE} run")
+            img = load_image(run)
+            history = start.get("thermal_history", [])
+            bmap = (None if micrograph is None else np.asarray(micrograph, dtype=bool)
+                    if isinstance(micrograph, np.ndarray) else np.load(micrograph))
+            if bmap is not None and bmap.shape != img["i6"].shape:
+                bmap = None
+            future.set_result(_invert(img, history, represented_temperature_K(history), bmap,
+                                      bulk))
+        except BaseException as exc:  # delivered through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="lltolab-inversion", daemon=True).start()
+    return future
 
 
 def _profile_results(profiles: Sequence[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]],

@@ -356,10 +356,9 @@ class SurfaceLabSimulator:
         else:
             raise ValueError(f"unknown acquisition kind {kind!r}")
 
-    def write_micrograph(self, name: str | None = None) -> Path:
-        """The 'optical micrograph after thermal etching' of the imaged area: the sample's
-        grain-boundary map on the raster's pixels, as ``.npy`` (bool, True = boundary),
-        ``.png`` (8-bit grey, boundaries black) and ``.json`` (geometry). Returns the .npy."""
+    def micrograph(self) -> np.ndarray:
+        """The sample's grain-boundary map on the raster's pixels (bool, True = boundary):
+        what :meth:`write_micrograph` writes, without writing it."""
         origin, pitch, shape = self._raster()
         x0, _, y0, _ = self.sample.window_m
         gb = np.asarray(self.sample.boundary_map, dtype=bool)
@@ -368,7 +367,14 @@ class SurfaceLabSimulator:
         xs = ((origin[0] + (np.arange(shape[1]) + 0.5) * pitch[0]) - x0 * 1e6) / p
         iy = np.clip(ys.astype(np.intp), 0, gb.shape[0] - 1)
         ix = np.clip(xs.astype(np.intp), 0, gb.shape[1] - 1)
-        img = gb[iy][:, ix]
+        return gb[iy][:, ix]
+
+    def write_micrograph(self, name: str | None = None) -> Path:
+        """The 'optical micrograph after thermal etching' of the imaged area: the sample's
+        grain-boundary map on the raster's pixels, as ``.npy`` (bool, True = boundary),
+        ``.png`` (8-bit grey, boundaries black) and ``.json`` (geometry). Returns the .npy."""
+        origin, _, _ = self._raster()
+        img = self.micrograph()
         stem = name or self._next_stem("micrograph")
         npy = self.export_folder / f"{stem}.npy"
         _atomic_write(npy, lambda f: np.save(f, img))
