@@ -165,6 +165,7 @@ def test_micrograph_of_the_imaged_area(tmp_path: Path) -> None:
     ox, oy = sim.raster_origin_um()
     i0, j0 = round(ox + 10), round(oy)  # sample window starts at x = -10 µm
     np.testing.assert_array_equal(img, sample.boundary_map[j0:j0 + 200, i0:i0 + 500])
+    np.testing.assert_array_equal(sim.micrograph(), img)  # the same map, nothing written
     png = npy.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"IHDR" in png[:16]
     meta = json.loads(npy.with_suffix(".json").read_text())
