@@ -9,7 +9,7 @@
    (its journaled catalog writer) with the same detectors; printed as a ratio (target <= 1.3).
 
 4. With ``--labs``: the exchange -> image -> anneal -> re-image workflow (no analysis) in
-   this process on a free-running lab clock (600 lab s per wall s, the interactive default)
+   this process on a free-running lab clock (600 lab s per wall s, `start(time_scale=600)`)
    and on the stepped clock the demo uses, wall and CPU seconds each: the same process, so
    the same machine load.
 
