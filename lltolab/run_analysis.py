@@ -111,7 +111,7 @@ def analyze_runs(
     profiles: list[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]] = []
     # inversions (minutes of CPU, mostly in sparse LU that releases the GIL) run in a thread
     # beside the boundary steps, profiles and figures; their results join at the end
-    inversions: list[tuple[dict[str, Any], dict[str, Any], str, Future[Any]]] = []
+    pending: list[tuple[dict[str, Any], dict[str, Any], str, Future[Any]]] = []
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inversion")
     try:
         for ref in refs:
@@ -137,7 +137,7 @@ def analyze_runs(
                                     boundary_map=bmap, figures_dir=figures_dir)
                 res["uid"] = start["uid"]
                 if job is not None:
-                    inversions.append((res, img, name, job))
+                    pending.append((res, img, name, job))
                 results.append(res)
             elif plan == PlanName.SIMS_LINE_PROFILE:
                 x_cm, c = load_profile(run)
@@ -146,7 +146,7 @@ def analyze_runs(
                 raise ValueError(f"run {ref!r} is a {plan!r} run; analyze takes "
                                  f"{PlanName.SIMS_IMAGE} and {PlanName.SIMS_LINE_PROFILE} runs")
         _profile_results(profiles, results, fit_x0, figures_dir)
-        for res, img, name, job in inversions:
+        for res, img, name, job in pending:
             _add_inversion(res, img, name, job, figures_dir)
     finally:  # on an error: the queued inversions are dropped, a running one is waited for
         pool.shutdown(wait=True, cancel_futures=True)

@@ -26,3 +26,21 @@ def test_background_inversion_and_analysis_refuse_a_run_that_is_not_an_image(tmp
             analyze_runs(client, [uid], inversions={uid: future})
     finally:
         close_catalogs()
+
+
+def test_analyze_runs_takes_an_inversion_already_under_way(tmp_path) -> None:
+    """An image run with a future given in ``inversions``: that future's outcome is what the
+    image's result reports (here an error it carries), and no second fit is started."""
+    from concurrent.futures import Future
+
+    from lltolab.session import start
+
+    with start(sim=True, catalog=tmp_path / "catalog", sample_id="S", callbacks=False) as s:
+        (uid,) = s.RE(s.plans.sims_image(s.devices["sims"], s.devices["stage"],
+                                         s.devices["clock"], acquisition_s=60.0,
+                                         allow_unfrozen=True))
+        given: Future = Future()
+        given.set_exception(ValueError("the fit given in inversions"))
+        (res,) = analyze_runs(s.catalog, [uid], inversions={uid: given})
+    assert res["inversion"]["error"] == "the fit given in inversions"
+    assert res["dgb_over_delta_method"] in ("boundary_steps", None)
