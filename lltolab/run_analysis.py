@@ -53,11 +53,16 @@ def _warm_time_s(history: Sequence[dict[str, Any]], source: str) -> float:
     return float(sum(s["end_s"] - s["start_s"] for s in history if s.get("source") == source))
 
 
+def _last_event(stream: Any, key: str) -> np.ndarray:
+    """The last event's value of one data key (only that column is read from the catalog)."""
+    return np.asarray(stream[key].read())[-1]
+
+
 def load_image(run: Any) -> dict[str, Any]:
     """Counts, pulses and pixel pitch of a ``sims_image`` run."""
-    ds = run["primary"].read()
-    i6 = np.asarray(ds[DataKey.LI6_COUNTS])[-1].reshape(ds[DataKey.LI6_COUNTS].shape[-2:])
-    i7 = np.asarray(ds[DataKey.LI7_COUNTS])[-1].reshape(ds[DataKey.LI7_COUNTS].shape[-2:])
+    stream = run["primary"]
+    i6 = _last_event(stream, DataKey.LI6_COUNTS)
+    i7 = _last_event(stream, DataKey.LI7_COUNTS)
     fov = (float(_config(run, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_X_UM, 500.0)),
            float(_config(run, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_Y_UM, 200.0)))
     ny, nx = i6.shape
@@ -68,9 +73,9 @@ def load_image(run: Any) -> dict[str, Any]:
 
 def load_profile(run: Any) -> tuple[np.ndarray, np.ndarray]:
     """(x_cm, C) of a ``sims_line_profile`` run."""
-    ds = run["primary"].read()
-    x_mm = np.asarray(ds[DataKey.PROFILE_X_MM])[-1].ravel()
-    c = np.asarray(ds[DataKey.PROFILE_C])[-1].ravel()
+    stream = run["primary"]
+    x_mm = _last_event(stream, DataKey.PROFILE_X_MM).ravel()
+    c = _last_event(stream, DataKey.PROFILE_C).ravel()
     return x_mm * 0.1, c
 
 
