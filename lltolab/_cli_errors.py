@@ -9,7 +9,9 @@ status 1, the traceback only with ``--debug`` (anywhere on the command line) or
 
 Run references (``lltolab replay RUN``, ``lltolab analyze RUN...``):
 
-- all digits, ``N >= 1``: the run with scan_id ``N`` (the newest such run if several);
+- all digits, ``N >= 1``: the run with scan_id ``N`` (the newest such run if several); when no
+  run has that scan_id and the digits are at least 5, the run whose uid starts with them (a
+  uid prefix can be all digits);
 - ``0``: an error (scan_ids start at 1; it is not "the first run");
 - ``-N``: the N-th newest run (``-1`` the newest), as ``catalog[-N]`` in tiled;
 - otherwise a run uid or a unique prefix of it (at least 5 hexadecimal digits or ``-``).
@@ -384,6 +386,12 @@ def parse_run_ref(text: str) -> int | str:
     return ref.lower()
 
 
+def _digit_uid_prefix(text: str) -> str | None:
+    """The text as a uid prefix when it is all digits and long enough to be one."""
+    ref = text.strip()
+    return ref if ref.isascii() and ref.isdigit() and len(ref) >= 5 else None
+
+
 def resolve_run(catalog: Any, text: str, where: str) -> Any:
     """The run a reference names, or :class:`CliError` naming the reference.
 
@@ -400,8 +408,15 @@ def resolve_run(catalog: Any, text: str, where: str) -> Any:
     try:
         run = catalog[key]
     except KeyError:
+        prefix = _digit_uid_prefix(text) if isinstance(key, int) else None
+        if prefix is not None:  # no such scan_id: the digits may begin a uid
+            try:
+                return catalog[prefix]
+            except (KeyError, ValueError):
+                pass
         kind = ("scan_id" if isinstance(key, int) else "uid")
-        raise CliError(f"no run with {kind} {text!r} in catalog {where}") from None
+        what = f"{kind} {text!r}" if prefix is None else f"scan_id or uid prefix {text!r}"
+        raise CliError(f"no run with {what} in catalog {where}") from None
     except IndexError:
         raise CliError(f"run {text!r}: the catalog {where} holds only {len(catalog)} "
                        "run(s)") from None
@@ -449,11 +464,16 @@ def _quick_uid(args: argparse.Namespace, text: str) -> str | None:
     quick = getattr(catalog, "quick_uid", None)
     if quick is None:
         return None
-    try:
-        return str(quick(args.catalog, parse_run_ref(text),
-                         api_key=getattr(args, "api_key", None)))
-    except Exception:  # noqa: BLE001 - resolved again below, with a precise message
-        return None
+    refs: list[int | str] = [parse_run_ref(text)]
+    prefix = _digit_uid_prefix(text)
+    if prefix is not None:  # no such scan_id: the digits may begin a uid
+        refs.append(prefix)
+    for ref in refs:
+        try:
+            return str(quick(args.catalog, ref, api_key=getattr(args, "api_key", None)))
+        except Exception:  # noqa: BLE001, PERF203 - resolved again below, precisely
+            continue
+    return None
 
 
 def _validate_replay(args: argparse.Namespace) -> None:

@@ -380,3 +380,30 @@ def test_errors_from_libraries_are_translated() -> None:
     assert "Permission denied" in describe_error(PermissionError(13, "Permission denied", "/x"))
     assert describe_error(TypeError("a bug")) is None
     assert describe_error(KeyError("a bug")) is None
+
+
+def test_all_digit_uid_prefix_names_its_run(tmp_path) -> None:
+    """A uid may begin with 8 decimal digits: with no run of that scan_id, the digits are
+    taken as the uid prefix (replay's fast lookup and analyze's catalog lookup alike)."""
+    import time
+
+    from event_model import compose_run
+
+    folder = tmp_path / "catalog"
+    writer = catalog_writer(folder)
+    bundle = compose_run(uid="31856606-5a2e-4c1b-9d7e-0f1e2d3c4b5a",
+                         metadata={"scan_id": 7, "plan_name": "count", "sample_id": "D"})
+    writer("start", bundle.start_doc)
+    desc = bundle.compose_descriptor(name="primary", data_keys={
+        "x": {"source": "test", "dtype": "number", "shape": []}})
+    writer("descriptor", desc.descriptor_doc)
+    writer("event", desc.compose_event(data={"x": 1.0}, timestamps={"x": time.time()}))
+    writer("stop", bundle.compose_stop())
+    close_catalogs()
+    proc = _cli("replay", "31856606", "--catalog", str(folder))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "31856606-5a2e" in proc.stdout
+    proc = _cli("analyze", "31856606", "--catalog", str(folder))
+    _one_line_error(proc, "analyze", "'count' run")  # found, then refused as not an image
+    proc = _cli("replay", "31856607", "--catalog", str(folder))
+    _one_line_error(proc, "replay", "scan_id or uid prefix '31856607'")
