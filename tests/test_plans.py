@@ -99,7 +99,9 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def session(folder):
-    s = start(sim=True, catalog=folder, sample_id=SAMPLE, callbacks=False)
+    # a free-running lab (600 lab s per wall s): the fault tests below pace LN₂ loss and
+    # recovery in wall time while an acquisition runs
+    s = start(sim=True, catalog=folder, sample_id=SAMPLE, callbacks=False, time_scale=600.0)
     try:
         yield s
     finally:
