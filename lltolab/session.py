@@ -157,7 +157,7 @@ def start(
     catalog: str | os.PathLike[str] | None = None,
     sample_id: str | None = None,
     seed: int = 0,
-    time_scale: float | None = 600.0,
+    time_scale: float | None = None,
     callbacks: bool = True,
     lab: Any = None,
     export_folder: str | os.PathLike[str] | None = None,
@@ -186,10 +186,10 @@ def start(
     seed : int
         Virtual sample seed (sim).
     time_scale : float or None
-        Lab seconds per wall second of the simulated instruments (sim), or None for a lab
-        whose time passes only when a device waits (moves, polls, lab waits, acquisitions,
-        suspensions): a seed then reproduces the same sample, counts and values on any
-        machine at any speed.
+        None (default): a simulated lab whose time passes only when a device waits (moves,
+        polls, lab waits, acquisitions, suspensions): a seed then reproduces the same sample,
+        counts and values on any machine at any speed. A number: lab seconds per wall second
+        (a free-running lab, e.g. to watch the stage cool in real time).
     callbacks : bool
         Subscribe the BestEffortCallback and progress bars (off for quiet scripts).
     lab : VirtualLab, optional

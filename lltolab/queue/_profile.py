@@ -15,7 +15,8 @@ bluesky-queueserver; ``lltolab queue`` sets them):
 ``LLTOLAB_QUEUE_SAMPLE_ID``
     Sample id (default: the one the catalog's sample record holds).
 ``LLTOLAB_QUEUE_SEED``, ``LLTOLAB_QUEUE_TIME_SCALE``
-    Seed of the virtual sample and lab seconds per wall second (simulated lab only).
+    Seed of the virtual sample and lab seconds per wall second (simulated lab only; unset:
+    lab time passes only when a device waits, and a seed reproduces).
 """
 
 import os
@@ -67,7 +68,8 @@ def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
                            "api_key": get("API_KEY"), "sample_id": get("SAMPLE_ID")}
     try:
         out["seed"] = int(get("SEED") or 0)
-        out["time_scale"] = float(get("TIME_SCALE") or 600.0)
+        text = get("TIME_SCALE")
+        out["time_scale"] = float(text) if text else None  # unset: the stepped lab clock
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}SEED / TIME_SCALE: {exc}") from None
     return out
