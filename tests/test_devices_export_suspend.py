@@ -24,8 +24,9 @@ QUENCH_K = 163.15
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
+    # free-running lab clock: the helper threads below inject and clear the fault in wall time
     s = start(sim=True, catalog=tmp_path_factory.mktemp("suspend-catalog"),
-              sample_id="LLTO-suspend", callbacks=False)
+              sample_id="LLTO-suspend", callbacks=False, time_scale=600.0)
     try:
         yield s
     finally:
