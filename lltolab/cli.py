@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -40,7 +41,8 @@ def _demo(args: argparse.Namespace) -> int:
                time_scale=None, callbacks=not args.json, api_key=args.api_key) as session:
         plans = session.plans
         # the first image is inverted while the workflow goes on (anneal, second image)
-        early = _FirstImageInversion(session.catalog, session.lab.sims.micrograph())
+        early = _FirstImageInversion(session.catalog, session.lab.sims.micrograph(),
+                                     session.writer)
         token = session.RE.subscribe(early)
         try:
             uids = session.RE(plans.exchange_quench_image_anneal_reimage(
@@ -90,11 +92,15 @@ class _FirstImageInversion:
     """RunEngine callback: at the stop of the first successful image run, start its inversion
     in the background (:func:`lltolab.run_analysis.invert_run_in_background`)."""
 
-    def __init__(self, catalog: object, micrograph: object) -> None:
+    def __init__(self, catalog: object, micrograph: object, writer: object) -> None:
         self.catalog = catalog
         self.micrograph = micrograph
+        self.writer = writer  # the run is read once the writer has stored it
         self.futures: dict[str, object] = {}
         self._image_uid: str | None = None
+        # the analysis modules load while the workflow runs, not on the RunEngine's thread
+        threading.Thread(target=importlib.import_module, args=("lltolab.run_analysis",),
+                         name="lltolab-analysis-import", daemon=True).start()
 
     def __call__(self, name: str, doc: dict) -> None:
         from lltolab.vocabulary import PlanName  # noqa: PLC0415
@@ -107,8 +113,10 @@ class _FirstImageInversion:
             if doc.get("exit_status") == "success":
                 from lltolab.run_analysis import invert_run_in_background  # noqa: PLC0415
 
-                self.futures[self._image_uid] = invert_run_in_background(
-                    self.catalog, self._image_uid, micrograph=self.micrograph)
+                uid = self._image_uid
+                self.futures[uid] = invert_run_in_background(
+                    self.catalog, uid, micrograph=self.micrograph,
+                    wait_for=lambda: self.writer.wait_stored(uid))  # type: ignore[attr-defined]
             self._image_uid = None
 
 

@@ -11,7 +11,7 @@ D_bulk follows (with its plot).
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -172,14 +172,17 @@ def _invert(img: dict[str, Any], history: Sequence[dict[str, Any]], temp: float,
 
 def invert_run_in_background(
     catalog: Any, ref: str | int, *, micrograph: str | Path | np.ndarray | None = None,
-    bulk: BulkDiffusivity | None = None,
+    bulk: BulkDiffusivity | None = None, wait_for: Callable[[], object] | None = None,
 ) -> Future[Any]:
     """Start the model-based inversion of one stored image run in a thread of its own.
 
     For a run that is already complete in the catalog (e.g. from a callback on its stop
     document while later runs are still being taken). Pass the returned future to
     :func:`analyze_runs` as ``inversions={uid: future}``. ``micrograph``: the ``.npy`` file
-    of the etched micrograph, or its boolean array (True = boundary).
+    of the etched micrograph, or its boolean array (True = boundary). ``wait_for`` is called
+    on the background thread before the run is read, e.g. ``lambda:
+    session.writer.wait_stored(uid)`` for a run whose documents are still on their way to
+    the catalog.
 
     Returns
     -------
@@ -191,6 +194,8 @@ def invert_run_in_background(
 
     def work() -> None:
         try:
+            if wait_for is not None:
+                wait_for()
             run = catalog[int(ref) if str(ref).isdigit() else ref]
             start = run.metadata["start"]
             if start.get("plan_name") != PlanName.SIMS_IMAGE:

@@ -63,6 +63,9 @@ class Session:
         The simulated lab when ``sim=True``.
     record : SampleRecord
         The sample's id and thermal history.
+    writer : lltolab.catalog.CatalogWriter
+        The catalog writer (journal, then tiled on its own thread): ``writer.wait_stored(uid)``
+        waits for one run, ``writer.flush()`` for all.
     """
 
     RE: Any
@@ -73,6 +76,7 @@ class Session:
     record: Any = None
     stage_alarm: Any = None
     bec: Any = None
+    writer: Any = None
     _closers: list[Any] = field(default_factory=list, repr=False)
 
     @property
@@ -220,8 +224,8 @@ def start(
         return _SHELL_SESSION
     if not isinstance(plots, bool):
         raise ValueError(f"plots must be True or False, got {plots!r}")
-    from bluesky import RunEngine  # noqa: PLC0415 - heavy imports kept out of module import
-
+    # heavy imports kept out of module import
+    from lltolab._stored_run_engine import StoredRunEngine  # noqa: PLC0415
     from lltolab.catalog import (  # noqa: PLC0415
         PersistentMetadata,
         ScanIdCounter,
@@ -271,7 +275,7 @@ def start(
 
     counter = ScanIdCounter(state_dir, floor=(lambda: newest_scan_id(server))
                             if server is not None else None)
-    RE = RunEngine(md, scan_id_source=counter)
+    RE = StoredRunEngine(md, scan_id_source=counter)
     if RE.md.get("scan_id") != counter.last():
         RE.md["scan_id"] = counter.last()
     RE.md_validator = require_sample_id
@@ -286,8 +290,9 @@ def start(
                             journal_dir=target.journal_dir,
                             readable_storage=readable or None, background=server is None,
                             batch_size=lambda start: 1 if start.get("plan_name") in
-                            IMAGING_PLANS else 1000)
+                            IMAGING_PLANS else 1000, queued=True)
     RE.subscribe(writer)
+    RE.catalog_flush = writer.flush  # an RE call returns once its runs are stored
     client = _LazyCatalog(lambda: server if server is not None else
                           open_catalog(target, readable_storage=readable or None))
 
@@ -302,7 +307,8 @@ def start(
         RE.waiting_hook = ProgressBarManager()
 
     session = Session(RE=RE, catalog=client, catalog_path=str(target), devices=devices,
-                      lab=lab, record=record, bec=bec, _closers=closers)
+                      lab=lab, record=record, bec=bec, writer=writer, _closers=closers)
+    closers.insert(0, lambda: writer.flush(timeout_s=60.0))  # what is queued reaches tiled
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
     max_k = cfg.suspenders.stage_imaging_max_K
     _install_stage_suspender(session, max_k, poll_s=(0.02 if lab is not None and

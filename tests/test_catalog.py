@@ -24,6 +24,7 @@ import pytest
 from bluesky import RunEngine
 from bluesky.callbacks import LiveTable
 from bluesky.plans import count, scan
+from bluesky.preprocessors import pchain
 from event_model import DocumentNames, schema_validators
 from ophyd import Signal
 from ophyd.sim import det, motor
@@ -635,6 +636,60 @@ def test_catalog_fault_recovery_keeps_every_readable_journal_line(catalog, folde
     assert run.metadata["stop"]["num_events"] == {"primary": 5}
     assert "garbled" in (folder / "journal" / f"{uid}.unreadable").read_text()
     (folder / "journal" / f"{uid}.unreadable").unlink()
+
+
+def test_queued_writer_never_holds_the_plan_and_the_call_returns_with_the_runs_stored(
+        catalog, folder):
+    from concurrent.futures import Future
+
+    from lltolab._stored_run_engine import StoredRunEngine
+
+    # the catalog opens 1.5 s after the plan began: the plan's runs are taken meanwhile (the
+    # RunEngine waits only for the journal), the call returns once both runs are stored
+    pending: Future = Future()
+    threading.Timer(1.5, lambda: pending.set_result(catalog)).start()
+    writer = CatalogWriter(pending, journal_dir=folder / "journal", queued=True)
+    engine = StoredRunEngine({}, flush=writer.flush)
+    engine.subscribe(writer)
+    stops: list[float] = []
+    engine.subscribe(lambda name, doc: stops.append(time.monotonic()) if name == "stop" else 0)
+    t0 = time.monotonic()
+    uids = engine(pchain(count([det], num=3), count([det], num=2)), sample_id="LLTO-q")
+    assert len(uids) == 2 and time.monotonic() - t0 >= 1.4
+    assert stops[-1] - t0 < 1.0  # both runs ended before the catalog was open
+    for uid, n in zip(uids, (3, 2), strict=True):
+        assert writer.wait_stored(uid, timeout_s=0.0)
+        assert catalog[uid]["primary"].read()["det"].shape == (n,)
+    assert not list((folder / "journal").glob("*.jsonl"))
+    assert not writer.wait_stored("no-such-run", timeout_s=0.0)
+
+    # the catalog never opens: the RunEngine call raises, the journals keep every document
+    failed: Future = Future()
+    failed.set_exception(OSError("catalog disk unavailable"))
+    writer = CatalogWriter(failed, journal_dir=folder / "journal", queued=True)
+    engine = StoredRunEngine({}, flush=writer.flush)
+    engine.subscribe(writer)
+    with pytest.raises(CatalogWriteError, match="NOT in the catalog.*catalog disk unavailable"):
+        engine(count([det], num=3), sample_id="LLTO-offline")
+    (uid,) = writer.failed_runs
+    assert [n for n, _ in read_journal(folder / "journal" / f"{uid}.jsonl")].count("event") == 3
+    assert recover(folder) == [uid]
+    assert len(catalog[uid]["primary"].read()["det"]) == 3
+
+    # a plan that fails still leaves its run stored before the call raises the plan's error
+    writer = CatalogWriter(catalog, journal_dir=folder / "journal", queued=True)
+    engine = StoredRunEngine({}, flush=writer.flush)
+    engine.subscribe(writer)
+
+    def failing():
+        yield from count([det], num=1)
+        raise RuntimeError("the plan broke")
+
+    seen: list[str] = []
+    engine.subscribe(lambda name, doc: seen.append(doc["uid"]) if name == "start" else 0)
+    with pytest.raises(RuntimeError, match="the plan broke"):
+        engine(failing(), sample_id="LLTO-fail")
+    assert catalog[seen[-1]].metadata["stop"]["exit_status"] == "success"
 
 
 def test_catalog_fault_recovery_without_a_readable_start_keeps_the_run(catalog, folder):

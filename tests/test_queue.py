@@ -114,15 +114,19 @@ def test_bad_names_and_types_are_refused_at_submission():
 class _Queue:
     """``lltolab queue --sim --json`` in a subprocess."""
 
-    def __init__(self, catalog: Path) -> None:
+    def __init__(self, catalog: Path, time_scale: float | None = None) -> None:
         # stderr goes to a file: a pipe nobody reads would fill and block the process
         self.catalog = catalog
+        env = dict(os.environ)
+        env.pop("LLTOLAB_QUEUE_TIME_SCALE", None)
+        if time_scale is not None:  # a free-running lab clock (default: the stepped one)
+            env["LLTOLAB_QUEUE_TIME_SCALE"] = str(time_scale)
         self.log = catalog.parent / f"queue-{time.monotonic_ns()}.log"
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
                 [*LLTOLAB, "queue", "--sim", "--catalog", str(catalog), "--zmq-control-port",
                  "0", "--zmq-info-port", "0", "--json"],
-                stdout=subprocess.PIPE, stderr=log, text=True)
+                stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         line = self.proc.stdout.readline()
         if not line:
             self.proc.wait(timeout=30)
@@ -367,24 +371,26 @@ def test_queue_with_instruments_waits_for_operator_answers_from_another_process(
 
 
 def test_stopping_the_queue_mid_plan_aborts_the_run_and_keeps_its_data(tmp_path):
-    """SIGTERM while a 59 h exchange runs: the run is closed as aborted in the catalog."""
+    """Stopping the queue while a furnace heats for an anneal: the run is closed as aborted."""
     _require_redis()
     catalog = tmp_path / "catalog"
-    q = _Queue(catalog)
+    # a free-running lab clock at 60 lab s per wall s: heating to 400 °C takes minutes of
+    # wall time (lab waits jump at once on either clock; temperature moves do not)
+    q = _Queue(catalog, time_scale=60.0)
     try:
         api = q.api()
-        _run_queue(api, [("isotope_exchange", {"cell": "cell", "handler": "handler",
-                                               "clock": "clock", "duration_s": 59 * 3600.0,
-                                               "record": "record"})], 300)
+        _run_queue(api, [("anneal", {"furnace": "furnace", "handler": "handler",
+                                     "clock": "clock", "temperature_K": 673.15,
+                                     "duration_s": 3600.0, "record": "record"})], 300)
         deadline = time.monotonic() + 120
         while api.status()["running_item_uid"] is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(3.0)  # dipped, waiting out the exchange
+        time.sleep(3.0)  # the furnace is heating
         api.close()
     finally:
         t0 = time.monotonic()
         assert q.stop() == 0
         assert time.monotonic() - t0 < 120
     (run,) = _catalog_runs(catalog)
-    assert run.plan_name == "isotope_exchange"
+    assert run.plan_name == "anneal"
     assert run.exit_status == "abort"

@@ -13,14 +13,23 @@ writer returned by :func:`catalog_writer` therefore makes durability independent
   the start document, to choose per run (1 for slow image runs so that each image shows up at
   once, 100 for fast scans).
 
+With ``queued=True`` the hand-over to tiled happens on a thread of its own, in document order:
+the RunEngine waits only for the journal, never for tiled (a catalog still opening, a slow
+server), and :meth:`CatalogWriter.flush` waits until everything handed in is stored (the
+session's RunEngine calls it before its call returns, so a run the catalog failed to store
+still raises :class:`CatalogWriteError` from that call).
+
 Measured costs are in ``docs/catalog.md`` (``benchmarks/catalog.py`` reproduces them).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -83,6 +92,10 @@ class CatalogWriter:
         only process kills); its cost is measured in ``docs/catalog.md``.
     archive_dir
         Folder keeping the documents of each stored run (quick replay), or None.
+    queued
+        Hand the documents to tiled on a thread of their own (see the module docstring);
+        failures are then raised by :meth:`flush` or by the ``failure_check`` callback at the
+        next stop, and :meth:`wait_stored` tells when one run is in the catalog.
     """
 
     def __init__(
@@ -93,6 +106,7 @@ class CatalogWriter:
         batch_size: int | Callable[[Mapping[str, Any]], int] = DEFAULT_BATCH_SIZE,
         fsync: bool = True,
         archive_dir: str | os.PathLike[str] | None = None,
+        queued: bool = False,
     ) -> None:
         if not callable(batch_size):
             _check_batch_size(batch_size)
@@ -111,6 +125,13 @@ class CatalogWriter:
         self.failed_runs: list[str] = []
         self._unsaved: dict[str, CatalogWriteError] = {}  # stopped runs not in the catalog
         self._deferred = False  # a failure_check() callback raises instead of the writer
+        self.queued = bool(queued)
+        self._queue: queue.SimpleQueue[tuple[_OpenRun, str, Mapping[str, Any]]] = (
+            queue.SimpleQueue())
+        self._idle = threading.Condition(self._lock)
+        self._waiting = 0  # documents handed in and not yet handed to tiled
+        self._stored: dict[str, threading.Event] = {}
+        self._worker: threading.Thread | None = None
 
     @property
     def client(self) -> Any:
@@ -152,6 +173,7 @@ class CatalogWriter:
                     start=doc,
                     journal=Journal(self.journal_dir / f"{doc['uid']}.jsonl", fsync=self._fsync),
                 )
+                self._stored[doc["uid"]] = threading.Event()
             uid = self._run_uid(name, doc)
             run = self._runs.get(uid) if uid else None
             if run is None:
@@ -161,7 +183,27 @@ class CatalogWriter:
                 self._owner[doc["uid"]] = run.uid
             # Durable first: a crash from here on cannot lose this document.
             run.journal.append(name, doc)
-            if not run.broken:
+            if self.queued:
+                if name == "stop":  # no later document belongs to it
+                    self._forget(run)
+                self._waiting += 1
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._hand_over_loop, daemon=True,
+                                                    name="lltolab-catalog-handover")
+                    self._worker.start()
+                # a copy: TiledWriter may amend what it is given, other callbacks read it
+                self._queue.put((run, name, copy.deepcopy(dict(doc))))
+                return
+            self._hand_over(run, name, doc)
+            if name == "stop":
+                self._forget(run)
+                self._finish(run)
+                if not self._deferred and run.uid in self._unsaved:
+                    raise self._unsaved.pop(run.uid)
+
+    def _hand_over(self, run: _OpenRun, name: str, doc: Mapping[str, Any]) -> None:
+        """Give one journaled document to TiledWriter; a failure marks the run broken."""
+        if not run.broken:
                 try:
                     if run.writer is None:
                         run.writer = self._writer_for(run.start)
@@ -174,15 +216,74 @@ class CatalogWriter:
                     )
                     run.broken = True
                     self.failed_runs.append(run.uid)
-            if name == "stop":
-                self._finish(run)
-                if not self._deferred and run.uid in self._unsaved:
-                    raise self._unsaved.pop(run.uid)
 
-    def _finish(self, run: _OpenRun) -> None:
-        del self._runs[run.uid]
+    def _hand_over_loop(self) -> None:
+        while True:
+            run, name, doc = self._queue.get()
+            try:
+                self._hand_over(run, name, doc)
+                if name == "stop":
+                    self._finish(run)
+            except Exception:  # noqa: BLE001 - the run stays in its journal
+                logger.exception("catalog writer: hand-over of a %s document failed", name)
+            finally:
+                with self._idle:
+                    self._waiting -= 1
+                    self._idle.notify_all()
+
+    def _forget(self, run: _OpenRun) -> None:
+        """Drop a stopped run from the lookup tables of open runs."""
+        self._runs.pop(run.uid, None)
         for key in [k for k, v in self._owner.items() if v == run.uid]:
             del self._owner[key]
+
+    def flush(self, timeout_s: float = 600.0) -> None:
+        """Wait until every document handed in is in the catalog or its journal is kept.
+
+        Raises
+        ------
+        CatalogWriteError
+            For the runs that the catalog failed to store (their journals are kept).
+        TimeoutError
+            If the hand-over has not caught up within ``timeout_s`` seconds (the documents
+            stay in their journals; :func:`lltolab.catalog.recover` writes them).
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._waiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{self._waiting} documents not yet handed to the catalog after "
+                        f"{timeout_s} s; they are safe in {self.journal_dir}")
+                self._idle.wait(left)
+            errors = list(self._unsaved.values())
+            self._unsaved.clear()
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise CatalogWriteError("; ".join(str(e) for e in errors))
+
+    def wait_stored(self, uid: str, timeout_s: float = 600.0) -> bool:
+        """Wait until run ``uid`` (started through this writer) has been handed over in full.
+
+        Returns True once its stop has gone to the catalog (stored, or kept in its journal
+        after a failure: see :meth:`flush`), False on timeout or for a run not seen here.
+        """
+        with self._lock:
+            done = self._stored.get(uid)
+        return done is not None and done.wait(timeout_s)
+
+    def _finish(self, run: _OpenRun) -> None:
+        try:
+            self._store_or_keep(run)
+        finally:
+            with self._lock:
+                done = self._stored.get(run.uid)
+            if done is not None:
+                done.set()
+
+    def _store_or_keep(self, run: _OpenRun) -> None:
         if not run.broken:
             run.journal.close(delete=False)
             self._archive(run)
@@ -206,16 +307,25 @@ class CatalogWriter:
         """A callback to subscribe LAST that raises :class:`CatalogWriteError` at the stop of
         a run the catalog failed to store (so every other subscriber got the stop first).
 
-        Without it, the writer raises at that stop itself.
+        Without it, the writer raises at that stop itself. A queued writer learns of a
+        failure after the run's stop has been handed over: the check then raises at the next
+        stop (and :meth:`flush` raises what is left).
         """
         self._deferred = True
 
         def check(name: str, doc: Mapping[str, Any]) -> None:
             if name == "stop":
                 with self._lock:
-                    error = self._unsaved.pop(doc.get("run_start", ""), None)
-                if error is not None:
-                    raise error
+                    if self.queued:
+                        errors = list(self._unsaved.values())
+                        self._unsaved.clear()
+                    else:
+                        error = self._unsaved.pop(doc.get("run_start", ""), None)
+                        errors = [] if error is None else [error]
+                if len(errors) == 1:
+                    raise errors[0]
+                if errors:
+                    raise CatalogWriteError("; ".join(str(e) for e in errors))
 
         return check
 
@@ -251,6 +361,7 @@ def catalog_writer(
     readable_storage: Iterable[str | os.PathLike[str]] | None = None,
     recover_now: bool = True,
     background: bool = False,
+    queued: bool = False,
 ) -> CatalogWriter:
     """A RunEngine subscriber writing runs to a catalog without losing emitted documents.
 
@@ -283,6 +394,8 @@ def catalog_writer(
         session start (opening takes seconds). Documents are journaled immediately; the first
         hand-over to tiled waits for the opening (up to 120 s; if it fails the runs stay in the
         journal for :func:`recover`). Only for a folder or address.
+    queued
+        Hand documents to tiled on a thread of their own (:class:`CatalogWriter`).
     """
     if isinstance(client_or_path, (str, os.PathLike, CatalogTarget)) or client_or_path is None:
         target = resolve_target(client_or_path)
@@ -308,7 +421,7 @@ def catalog_writer(
 
             writer = CatalogWriter(
                 pending, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync,
-                archive_dir=archive_dir,
+                archive_dir=archive_dir, queued=queued,
             )
             threading.Thread(target=work, name="lltolab-catalog-writer", daemon=True).start()
             return writer
@@ -321,5 +434,5 @@ def catalog_writer(
         if recover_now:
             recover(client, journal_dir=journal_dir)
     return CatalogWriter(client, journal_dir=journal_dir, batch_size=batch_size, fsync=fsync,
-                         archive_dir=archive_dir)
+                         archive_dir=archive_dir, queued=queued)
 
