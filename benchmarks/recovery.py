@@ -51,6 +51,7 @@ def one(seed: int) -> dict[str, object]:
         "deviance_per_dof": inv.deviance_per_dof, "pearson_per_dof": inv.pearson_per_dof,
         "blur_var_px2": inv.blur_var_px2, "converged": inv.converged,
         "iterations": inv.iterations, "forward_solves": inv.forward_solves,
+        "coarse_forward_solves": inv.coarse_forward_solves,
         "cpu_s": cpu, "wall_s": wall,
         "step_median_ratio": (step["median_dgb_over_delta_cm_s"] or float("nan")) / truth,
     }

@@ -267,6 +267,53 @@ def test_merged_stages_give_the_field_of_the_piecewise_history(small_grains) -> 
     assert np.max(np.abs(du_merged - du_fine)) < 1e-3
 
 
+def test_the_coarse_start_changes_the_path_not_the_optimum(twin_image) -> None:
+    """The 2 x 2-binned fit only gives the start: with and without it, and from starts 2x off
+    on either side, the full fit ends at the same k (within its tolerance, 0.2 %)."""
+    kw = {"history": HISTORY, "temperature_K": T22, "pixel_um": twin_image["pixel_um"],
+          "n_pulses": twin_image["n_pulses"], "boundary_map": twin_image["micrograph"]}
+    img = (twin_image["i6"], twin_image["i7"])
+    ref = invert_image(*img, **kw, coarse_start=False, tolerance_ln_k=2e-4)
+    assert ref.coarse_forward_solves == 0
+    for start in (None, 2.0 * ref.dgb_over_delta_cm_s, 0.5 * ref.dgb_over_delta_cm_s):
+        inv = invert_image(*img, **kw, k_start_cm_s=start)
+        assert inv.converged, inv.message
+        assert inv.coarse_forward_solves > 0
+        assert inv.dgb_over_delta_cm_s == pytest.approx(ref.dgb_over_delta_cm_s, rel=3e-3)
+        assert inv.interval_cm_s[0] == pytest.approx(ref.interval_cm_s[0], rel=1e-2)
+
+
+def test_a_parameter_at_its_bound_is_held_and_the_others_re_solved() -> None:
+    """ln D_bulk at its upper bound (10x the law) with a Newton step pushing it further: the
+    step holds it and is the Newton step of the other parameters alone (not the full step
+    with its D part clipped, whose k part assumed D would move)."""
+    from lltolab.analysis._inversion import _LN_D_RANGE, _Fitter
+
+    fitter = _Fitter.__new__(_Fitter)
+    fitter.prior_mu = np.array([math.log(2.6e-12), 0.0, 0.0759, 0.95, 0.0])
+    theta = np.array([fitter.prior_mu[0] + _LN_D_RANGE, math.log(1e-8), 0.07, 0.94, 0.3])
+    rng = np.random.default_rng(1)
+    m = rng.normal(size=(5, 5))
+    a = m @ m.T + 5 * np.eye(5)
+    a[0, 1] = a[1, 0] = 0.8 * math.sqrt(a[0, 0] * a[1, 1])  # D and k strongly correlated
+    full = np.linalg.solve(a, np.ones(5))
+    g = a @ np.array([1.0, 0.1, 0.0, 0.0, 0.0])  # the full step raises ln D by 1
+    step = fitter._step(theta, a, g)
+    assert step[0] == 0.0
+    free = [1, 2, 3, 4]
+    expected = np.linalg.solve(a[np.ix_(free, free)], g[free])
+    assert np.allclose(step[free], expected)
+    assert not np.allclose(np.linalg.solve(a, g)[free], expected)  # clipping would differ
+    # inside the bounds, or pointing back in, it is the full Newton step
+    assert np.allclose(fitter._step(theta - np.array([1, 0, 0, 0, 0]), a, np.ones(5)), full)
+    assert np.allclose(fitter._step(theta, a, -g), np.linalg.solve(a, -g))
+    # the blur variance at 0 with the step pushing below is held too
+    low = theta.copy()
+    low[0], low[4] = fitter.prior_mu[0], 0.0
+    g4 = a @ np.array([0.0, 0.0, 0.0, 0.0, -0.5])
+    assert fitter._step(low, a, g4)[4] == 0.0
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"history": []}, "history is empty"),
     ({"history": [{"start_s": 0, "end_s": 10, "temperature_K": -3, "immersed": True}]},
@@ -281,6 +328,8 @@ def test_merged_stages_give_the_field_of_the_piecewise_history(small_grains) -> 
     ({"grain_ids": np.zeros((3, 3), int)}, "grain_ids has shape"),
     ({"temperature_K": 0.0}, "temperature_K must be > 0"),
     ({"cluster_um": -1.0}, "cluster_um must be finite and > 0"),
+    ({"tolerance_ln_k": 0.0}, "tolerance_ln_k must be finite and > 0"),
+    ({"tolerance_loglik": -1.0}, "tolerance_loglik must be > 0"),
 ])
 def test_bad_input_is_rejected_early(small_grains, bad, match) -> None:
     i6 = np.full(small_grains.shape, 100.0)
