@@ -40,9 +40,9 @@ def _demo(args: argparse.Namespace) -> int:
     with start(sim=True, catalog=target, sample_id=sample_id, seed=args.seed,
                time_scale=None, callbacks=not args.json, api_key=args.api_key) as session:
         plans = session.plans
-        # the first image is inverted while the workflow goes on (anneal, second image)
-        early = _FirstImageInversion(session.catalog, session.lab.sims.micrograph(),
-                                     session.writer)
+        # each image is analysed, and the first inverted, while the workflow goes on
+        early = _EarlyAnalyses(session.catalog, session.lab.sims.micrograph(),
+                               session.writer, folder / "figures")
         token = session.RE.subscribe(early)
         try:
             uids = session.RE(plans.exchange_quench_image_anneal_reimage(
@@ -62,7 +62,8 @@ def _demo(args: argparse.Namespace) -> int:
         wanted = [u for u in uids if kinds[u] in IMAGING_PLANS]
         first_image = [u for u in wanted if kinds[u] == PlanName.SIMS_IMAGE][:1]
         results, failures = _demo_analyses(cat, wanted, kinds, folder / "figures", micrograph,
-                                           invert=first_image, inversions=early.futures)
+                                           invert=first_image, inversions=early.futures,
+                                           image_results=early.image_results)
         sample = lab.sample
         t22, t200 = ROOM_K, anneal_K
         spread = float(np.median(sample.micro.spread))
@@ -88,15 +89,21 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-class _FirstImageInversion:
-    """RunEngine callback: at the stop of the first successful image run, start its inversion
-    in the background (:func:`lltolab.run_analysis.invert_run_in_background`)."""
+class _EarlyAnalyses:
+    """RunEngine callback: at the stop of each successful image run, start its boundary-step
+    analysis in the background, and for the first one its inversion too
+    (:func:`lltolab.run_analysis.analyze_image_run_in_background`,
+    :func:`lltolab.run_analysis.invert_run_in_background`); each reads its run once the
+    catalog writer has stored it."""
 
-    def __init__(self, catalog: object, micrograph: object, writer: object) -> None:
+    def __init__(self, catalog: object, micrograph: object, writer: object,
+                 figures: object) -> None:
         self.catalog = catalog
         self.micrograph = micrograph
-        self.writer = writer  # the run is read once the writer has stored it
-        self.futures: dict[str, object] = {}
+        self.writer = writer
+        self.figures = figures
+        self.futures: dict[str, object] = {}  # inversions by uid
+        self.image_results: dict[str, object] = {}
         self._image_uid: str | None = None
         # the analysis modules load while the workflow runs, not on the RunEngine's thread
         threading.Thread(target=importlib.import_module, args=("lltolab.run_analysis",),
@@ -105,19 +112,27 @@ class _FirstImageInversion:
     def __call__(self, name: str, doc: dict) -> None:
         from lltolab.vocabulary import PlanName  # noqa: PLC0415
 
-        if self.futures:
-            return
         if name == "start" and doc.get("plan_name") == PlanName.SIMS_IMAGE:
             self._image_uid = doc["uid"]
-        elif name == "stop" and doc.get("run_start") == self._image_uid:
-            if doc.get("exit_status") == "success":
-                from lltolab.run_analysis import invert_run_in_background  # noqa: PLC0415
+        elif name == "stop" and self._image_uid and doc.get("run_start") == self._image_uid:
+            uid, self._image_uid = self._image_uid, None
+            if doc.get("exit_status") != "success":
+                return
+            from lltolab.run_analysis import (  # noqa: PLC0415
+                analyze_image_run_in_background,
+                invert_run_in_background,
+            )
 
-                uid = self._image_uid
+            def stored() -> None:
+                self.writer.wait_stored(uid)  # type: ignore[attr-defined]
+
+            self.image_results[uid] = analyze_image_run_in_background(
+                self.catalog, uid, figures_dir=self.figures,  # type: ignore[arg-type]
+                micrograph=self.micrograph, wait_for=stored)  # type: ignore[arg-type]
+            if not self.futures:
                 self.futures[uid] = invert_run_in_background(
-                    self.catalog, uid, micrograph=self.micrograph,
-                    wait_for=lambda: self.writer.wait_stored(uid))  # type: ignore[attr-defined]
-            self._image_uid = None
+                    self.catalog, uid, micrograph=self.micrograph,  # type: ignore[arg-type]
+                    wait_for=stored)
 
 
 def _init_quietly(folder: object) -> None:
@@ -153,7 +168,7 @@ between the two line profiles)."""
 
 def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures: object,
                    micrograph: object, invert: object = True, inversions: object = None,
-                   ) -> tuple[list[dict], dict[str, str]]:
+                   image_results: object = None) -> tuple[list[dict], dict[str, str]]:
     """All analyses of the demo's image and profile runs; a failing one is reported, not raised.
 
     Returns the results and, per kind of analysis that raised (``image`` / ``profiles``), the
@@ -163,7 +178,8 @@ def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures:
 
     try:
         return analyze_runs(cat, uids, figures_dir=figures, micrograph=micrograph,
-                            invert=invert, inversions=inversions), {}
+                            invert=invert, inversions=inversions,
+                            image_results=image_results), {}
     except Exception:  # noqa: BLE001 - retry per kind to find which analysis failed
         pass
     results: list[dict] = []
@@ -173,7 +189,8 @@ def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures:
     for kind, group in groups.items():
         try:
             results += analyze_runs(cat, group, figures_dir=figures, micrograph=micrograph,
-                                    invert=invert, inversions=inversions)
+                                    invert=invert, inversions=inversions,
+                                    image_results=image_results)
         except Exception as exc:  # noqa: BLE001 - the report names it
             failures[kind] = f"{type(exc).__name__}: {exc}"
     return results, failures

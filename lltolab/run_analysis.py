@@ -29,8 +29,13 @@ from lltolab.analysis import (
 from lltolab.diffusion import BulkDiffusivity
 from lltolab.vocabulary import ROOM_K, WARM_SOURCES, DataKey, DeviceName, PlanName, SegmentSource
 
-__all__ = ["analyze_runs", "invert_run_in_background", "load_image", "load_profile",
-           "represented_temperature_K"]
+__all__ = ["analyze_image_run_in_background", "analyze_runs", "invert_run_in_background",
+           "load_image", "load_profile", "represented_temperature_K"]
+
+PREPARED_TIMEOUT_S = 600.0
+"""Longest wait (s) for an image analysis started in the background."""
+INVERSION_TIMEOUT_S = 3600.0
+"""Longest wait (s) for an inversion (minutes of CPU on a large image with a long history)."""
 
 SAMPLE_EXTENT_CM = (-0.1, 0.9)
 """x extent of the sample strip (cm): 1 mm immersed, 9 mm above the liquid level."""
@@ -85,6 +90,7 @@ def analyze_runs(
     fit_x0: bool = False,
     invert: bool | Collection[str] = True,
     inversions: Mapping[str, Future[Any]] | None = None,
+    image_results: Mapping[str, Future[dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Analyse image and line-profile runs (by uid or scan_id); one result dict per analysis.
 
@@ -109,14 +115,17 @@ def analyze_runs(
     inversions : mapping of uid to Future, optional
         Inversions already under way (:func:`invert_run_in_background`, e.g. started while
         the workflow went on); their image runs use them instead of fitting again.
+    image_results : mapping of uid to Future, optional
+        Boundary-step analyses of image runs already under way
+        (:func:`analyze_image_run_in_background`); used instead of analysing again.
     """
     bulk = bulk or BulkDiffusivity.paper_default()
-    boundary_map = np.load(micrograph) if micrograph is not None else None
+    boundary_map = _micrograph(micrograph)
     results: list[dict[str, Any]] = []
     profiles: list[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]] = []
     # inversions (minutes of CPU, mostly in sparse LU that releases the GIL) run in a thread
     # beside the boundary steps, profiles and figures; their results join at the end
-    pending: list[tuple[dict[str, Any], dict[str, Any], str, Future[Any]]] = []
+    pending: list[tuple[dict[str, Any], str, Future[Any]]] = []
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inversion")
     try:
         for ref in refs:
@@ -126,23 +135,22 @@ def analyze_runs(
             history = start.get("thermal_history", [])
             plan = start.get("plan_name")
             if plan == PlanName.SIMS_IMAGE:
-                img = load_image(run)
-                temp = represented_temperature_K(history)
-                bmap = boundary_map if boundary_map is not None and \
-                    boundary_map.shape == img["i6"].shape else None
-                if inversions is not None and start["uid"] in inversions:
-                    job = inversions[start["uid"]]
-                elif invert is True or (not isinstance(invert, bool) and start["uid"] in invert):
-                    job = pool.submit(_invert, img, history, temp, bmap, bulk)
-                else:
-                    job = None
-                res = analyze_image(i6=img["i6"], i7=img["i7"], n_pulses=img["n_pulses"],
-                                    pixel_um=img["pixel_um"], run=name,
-                                    d_bulk=float(bulk(temp)) * 1e4, temperature_K=temp,
-                                    boundary_map=bmap, figures_dir=figures_dir)
-                res["uid"] = start["uid"]
+                uid = start["uid"]
+                prepared = image_results.get(uid) if image_results is not None else None
+                given = inversions.get(uid) if inversions is not None else None
+                wanted = given is None and (invert is True or (
+                    not isinstance(invert, bool) and uid in invert))
+                img = load_image(run) if prepared is None or wanted else None
+                job = given
+                if wanted and img is not None:  # the fit runs while the steps are analysed
+                    job = pool.submit(_invert, img, history, represented_temperature_K(history),
+                                      _matching(boundary_map, img["i6"].shape), bulk)
+                if prepared is not None:
+                    res = prepared.result(timeout=PREPARED_TIMEOUT_S)
+                elif img is not None:
+                    res = _image_result(img, start, boundary_map, bulk, figures_dir)
                 if job is not None:
-                    pending.append((res, img, name, job))
+                    pending.append((res, name, job))
                 results.append(res)
             elif plan == PlanName.SIMS_LINE_PROFILE:
                 x_cm, c = load_profile(run)
@@ -151,8 +159,8 @@ def analyze_runs(
                 raise ValueError(f"run {ref!r} is a {plan!r} run; analyze takes "
                                  f"{PlanName.SIMS_IMAGE} and {PlanName.SIMS_LINE_PROFILE} runs")
         _profile_results(profiles, results, fit_x0, figures_dir)
-        for res, img, name, job in pending:
-            _add_inversion(res, img, name, job, figures_dir)
+        for res, name, job in pending:
+            _add_inversion(res, name, job, figures_dir)
     finally:  # on an error: the queued inversions are dropped, a running one is waited for
         pool.shutdown(wait=True, cancel_futures=True)
     campaign = _campaign_points(results, bulk)
@@ -161,6 +169,83 @@ def analyze_runs(
         res["kind"] = "campaign"
         results.append(res)
     return results
+
+
+def _matching(boundary_map: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The micrograph if it is on the image's pixels, else None."""
+    return boundary_map if boundary_map is not None and boundary_map.shape == shape else None
+
+
+def _image_result(img: dict[str, Any], start: Mapping[str, Any],
+                  boundary_map: np.ndarray | None, bulk: BulkDiffusivity,
+                  figures_dir: str | Path | None) -> dict[str, Any]:
+    """The boundary-step analysis of one image run (its result dict, figures written)."""
+    history = start.get("thermal_history", [])
+    temp = represented_temperature_K(history)
+    res = analyze_image(i6=img["i6"], i7=img["i7"], n_pulses=img["n_pulses"],
+                        pixel_um=img["pixel_um"], run=f"scan{start.get('scan_id')}_"
+                        f"{start['uid'][:8]}", d_bulk=float(bulk(temp)) * 1e4,
+                        temperature_K=temp,
+                        boundary_map=_matching(boundary_map, img["i6"].shape),
+                        figures_dir=figures_dir)
+    res["uid"] = start["uid"]
+    res["pixel_um"] = [float(v) for v in img["pixel_um"]]
+    return res
+
+
+def _image_run(catalog: Any, ref: str | int,
+               wait_for: Callable[[], object] | None) -> tuple[Any, Mapping[str, Any]]:
+    """A stored image run and its start document (after ``wait_for``)."""
+    if wait_for is not None:
+        wait_for()
+    run = catalog[int(ref) if str(ref).isdigit() else ref]
+    start = run.metadata["start"]
+    if start.get("plan_name") != PlanName.SIMS_IMAGE:
+        raise ValueError(f"run {ref!r} is a {start.get('plan_name')!r} run, not a "
+                         f"{PlanName.SIMS_IMAGE} run")
+    return run, start
+
+
+def _in_background(work: Callable[[], Any], name: str) -> Future[Any]:
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # delivered through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def analyze_image_run_in_background(
+    catalog: Any, ref: str | int, *, figures_dir: str | Path | None = None,
+    micrograph: str | Path | np.ndarray | None = None, bulk: BulkDiffusivity | None = None,
+    wait_for: Callable[[], object] | None = None,
+) -> Future[dict[str, Any]]:
+    """Start the boundary-step analysis of one stored image run in a thread of its own.
+
+    The counterpart of :func:`invert_run_in_background` for the paper's method: pass the
+    returned future to :func:`analyze_runs` as ``image_results={uid: future}``; it resolves
+    to the result dict that :func:`analyze_runs` reports for that run (figures written).
+    """
+    bulk = bulk or BulkDiffusivity.paper_default()
+
+    def work() -> dict[str, Any]:
+        run, start = _image_run(catalog, ref, wait_for)
+        return _image_result(load_image(run), start, _micrograph(micrograph), bulk,
+                             figures_dir)
+
+    return _in_background(work, "lltolab-image-analysis")
+
+
+def _micrograph(micrograph: str | Path | np.ndarray | None) -> np.ndarray | None:
+    if micrograph is None:
+        return None
+    if isinstance(micrograph, np.ndarray):
+        return np.asarray(micrograph, dtype=bool)
+    return np.load(micrograph)
 
 
 def _invert(img: dict[str, Any], history: Sequence[dict[str, Any]], temp: float,
@@ -190,30 +275,15 @@ def invert_run_in_background(
         Resolves to the :class:`lltolab.analysis.ImageInversion`, or to the error raised.
     """
     bulk = bulk or BulkDiffusivity.paper_default()
-    future: Future[Any] = Future()
 
-    def work() -> None:
-        try:
-            if wait_for is not None:
-                wait_for()
-            run = catalog[int(ref) if str(ref).isdigit() else ref]
-            start = run.metadata["start"]
-            if start.get("plan_name") != PlanName.SIMS_IMAGE:
-                raise ValueError(f"run {ref!r} is a {start.get('plan_name')!r} run, not a "
-                                 f"{PlanName.SIMS_IMAGE} run")
-            img = load_image(run)
-            history = start.get("thermal_history", [])
-            bmap = (None if micrograph is None else np.asarray(micrograph, dtype=bool)
-                    if isinstance(micrograph, np.ndarray) else np.load(micrograph))
-            if bmap is not None and bmap.shape != img["i6"].shape:
-                bmap = None
-            future.set_result(_invert(img, history, represented_temperature_K(history), bmap,
-                                      bulk))
-        except BaseException as exc:  # delivered through the future
-            future.set_exception(exc)
+    def work() -> Any:
+        run, start = _image_run(catalog, ref, wait_for)
+        img = load_image(run)
+        history = start.get("thermal_history", [])
+        return _invert(img, history, represented_temperature_K(history),
+                       _matching(_micrograph(micrograph), img["i6"].shape), bulk)
 
-    threading.Thread(target=work, name="lltolab-inversion", daemon=True).start()
-    return future
+    return _in_background(work, "lltolab-inversion")
 
 
 def _profile_results(profiles: Sequence[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]],
@@ -270,11 +340,12 @@ def _campaign_points(results: Sequence[dict[str, Any]],
     return [pt for _, pt in sorted(points.items())]
 
 
-def _add_inversion(res: dict[str, Any], img: dict[str, Any], name: str, job: Future[Any],
+def _add_inversion(res: dict[str, Any], name: str, job: Future[Any],
                    figures_dir: str | Path | None) -> None:
     """The inversion's result beside the boundary steps (in place), once its fit is done."""
     try:
-        inv = inversion_report(job.result(), pixel_um=img["pixel_um"], run=name,
+        inv = inversion_report(job.result(timeout=INVERSION_TIMEOUT_S),
+                               pixel_um=tuple(res["pixel_um"]), run=name,
                                figures_dir=figures_dir,
                                step_median_cm_s=res.get("median_dgb_over_delta_cm_s"))
     except ValueError as exc:  # e.g. a run without a thermal history: steps only
