@@ -11,8 +11,6 @@ lets one writer and any number of reader processes share the folder.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import catalog_config, readable_storage_of, sqlite_uri
+from ._create_db import create_catalog_database
 from ._locks import FileLock
 from ._relocate import is_writable, move_paths, readonly_snapshot, relocate_in_place
 from ._target import (
@@ -85,8 +84,8 @@ def _open_local(
 def init_catalog(path: str | os.PathLike[str]) -> Path:
     """Create the embedded catalog in folder ``path`` unless it has one already.
 
-    Makes the folder and its sub-folders and, the first time, creates the database with
-    tiled's own ``tiled catalog init`` (a subprocess of a few seconds; later calls return at
+    Makes the folder and its sub-folders and, the first time, creates the database as tiled's
+    own ``tiled catalog init`` does (in this process, about a second; later calls return at
     once). Threads and processes may call it at the same time: one creates, the others wait
     (at most :data:`OPEN_TIMEOUT_S`). :func:`open_catalog` calls it; calling it early (in a
     background thread) lets that time pass while other work goes on.
@@ -113,20 +112,10 @@ def init_catalog(path: str | os.PathLike[str]) -> Path:
         FileLock(lockfile).acquire_within(OPEN_TIMEOUT_S, f"catalog {folder}")
         if (folder / INIT_MARKER).exists() and (folder / CATALOG_DB).exists():
             return folder
-        cmd = [sys.executable, "-m", "tiled", "catalog", "init", "--if-not-exists",
-               sqlite_uri(folder / CATALOG_DB)]
         try:
-            subprocess.run(cmd, capture_output=True, text=True, check=True,
-                           timeout=OPEN_TIMEOUT_S)
-        except subprocess.CalledProcessError as exc:
-            tail = (exc.stderr or "").strip().splitlines()[-1:] or ["no error text"]
-            raise CatalogAccessError(
-                f"catalog {folder} cannot be created: tiled catalog init failed: {tail[0]}"
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise CatalogAccessError(
-                f"catalog {folder} cannot be created: tiled catalog init took longer than "
-                f"{OPEN_TIMEOUT_S} s") from None
+            create_catalog_database(sqlite_uri(folder / CATALOG_DB), OPEN_TIMEOUT_S)
+        except RuntimeError as exc:
+            raise CatalogAccessError(f"catalog {folder} cannot be created: {exc}") from None
         (folder / INIT_MARKER).write_text("tiled catalog initialised\n")
     return folder
 
