@@ -204,18 +204,18 @@ class CatalogWriter:
     def _hand_over(self, run: _OpenRun, name: str, doc: Mapping[str, Any]) -> None:
         """Give one journaled document to TiledWriter; a failure marks the run broken."""
         if not run.broken:
-                try:
-                    if run.writer is None:
-                        run.writer = self._writer_for(run.start)
-                    run.writer(name, doc)
-                except Exception:
-                    logger.exception(
-                        "TiledWriter failed on a %s document of run %s; the run is kept in "
-                        "the journal %s and rewritten at its stop or by recover()",
-                        name, run.uid, run.journal.path,
-                    )
-                    run.broken = True
-                    self.failed_runs.append(run.uid)
+            try:
+                if run.writer is None:
+                    run.writer = self._writer_for(run.start)
+                run.writer(name, doc)
+            except Exception:
+                logger.exception(
+                    "TiledWriter failed on a %s document of run %s; the run is kept in "
+                    "the journal %s and rewritten at its stop or by recover()",
+                    name, run.uid, run.journal.path,
+                )
+                run.broken = True
+                self.failed_runs.append(run.uid)
 
     def _hand_over_loop(self) -> None:
         while True:
