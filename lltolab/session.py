@@ -14,6 +14,7 @@ instruments on 127.0.0.1. A configuration file never silently runs the simulator
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -31,6 +32,8 @@ from lltolab.vocabulary import (  # noqa: F401 - STAGE_IMAGING_MAX_K: kept impor
 )
 
 __all__ = ["Session", "start", "example_config", "require_sample_id"]
+
+logger = logging.getLogger("lltolab.session")
 SIM_POLL_S = 5.0
 """Lab seconds between temperature polls of the simulated instruments on a stepped clock."""
 SUSPENDED_STEP_S = 10.0
@@ -95,8 +98,10 @@ class Session:
         for closer in reversed(self._closers):
             try:
                 closer()
-            except Exception:  # noqa: BLE001 - close everything we can
-                pass
+            except Exception as exc:  # noqa: BLE001 - close everything we can, say what failed
+                logger.warning("closing the session: %s: %s: %s",
+                               getattr(closer, "__name__", repr(closer)),
+                               type(exc).__name__, exc)
         self._closers.clear()
 
     def __enter__(self) -> Session:
@@ -308,7 +313,15 @@ def start(
 
     session = Session(RE=RE, catalog=client, catalog_path=str(target), devices=devices,
                       lab=lab, record=record, bec=bec, writer=writer, _closers=closers)
-    closers.insert(0, lambda: writer.flush(timeout_s=60.0))  # what is queued reaches tiled
+    def store_what_is_queued() -> None:
+        """The documents still queued reach tiled (or stay in the journal, said here)."""
+        try:
+            writer.flush(timeout_s=60.0)
+        except Exception as exc:
+            raise RuntimeError(f"{exc} (the documents are kept in {writer.journal_dir}; "
+                               "lltolab.catalog.recover() writes them)") from exc
+
+    closers.insert(0, store_what_is_queued)
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
     max_k = cfg.suspenders.stage_imaging_max_K
     _install_stage_suspender(session, max_k, poll_s=(0.02 if lab is not None and

@@ -168,3 +168,22 @@ def test_session_context_manager_and_devices(tmp_path):
         assert s.stage_alarm.get() == 0
         assert s.RE.md["simulated"] is True
         assert s.plans.sims_image is not None
+
+
+def test_a_catalog_failure_at_close_is_logged_with_where_the_documents_are(tmp_path, caplog):
+    """Closing the session flushes the catalog writer; a failure there is logged (naming the
+    journal that keeps the documents), and the rest of the session still closes."""
+    from lltolab.catalog import CatalogWriteError
+
+    s = start(sim=True, catalog=tmp_path / "cat", sample_id="LLTO-close", callbacks=False)
+
+    def refuse(timeout_s: float = 60.0) -> None:
+        raise CatalogWriteError("run r1 is NOT in the catalog (disk full)")
+
+    s.writer.flush = refuse
+    with caplog.at_level("WARNING", logger="lltolab.session"):
+        s.close()
+    (record,) = [r for r in caplog.records if "store_what_is_queued" in r.getMessage()]
+    assert "NOT in the catalog (disk full)" in record.getMessage()
+    assert str(s.writer.journal_dir) in record.getMessage()
+    assert s._closers == []
