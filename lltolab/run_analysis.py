@@ -129,7 +129,7 @@ def analyze_runs(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inversion")
     try:
         for ref in refs:
-            run = catalog[int(ref) if str(ref).isdigit() else ref]
+            run = _run(catalog, ref)
             start = run.metadata["start"]
             name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
             history = start.get("thermal_history", [])
@@ -147,7 +147,7 @@ def analyze_runs(
                                       _matching(boundary_map, img["i6"].shape), bulk)
                 if prepared is not None:
                     res = prepared.result(timeout=PREPARED_TIMEOUT_S)
-                elif img is not None:
+                else:  # img was loaded above
                     res = _image_result(img, start, boundary_map, bulk, figures_dir)
                 if job is not None:
                     pending.append((res, name, job))
@@ -169,6 +169,11 @@ def analyze_runs(
         res["kind"] = "campaign"
         results.append(res)
     return results
+
+
+def _run(catalog: Any, ref: str | int) -> Any:
+    """The run a uid (prefix) or scan_id names."""
+    return catalog[int(ref) if str(ref).isdigit() else ref]
 
 
 def _matching(boundary_map: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -198,7 +203,7 @@ def _image_run(catalog: Any, ref: str | int,
     """A stored image run and its start document (after ``wait_for``)."""
     if wait_for is not None:
         wait_for()
-    run = catalog[int(ref) if str(ref).isdigit() else ref]
+    run = _run(catalog, ref)
     start = run.metadata["start"]
     if start.get("plan_name") != PlanName.SIMS_IMAGE:
         raise ValueError(f"run {ref!r} is a {start.get('plan_name')!r} run, not a "
@@ -350,6 +355,9 @@ def _add_inversion(res: dict[str, Any], name: str, job: Future[Any],
                                step_median_cm_s=res.get("median_dgb_over_delta_cm_s"))
     except ValueError as exc:  # e.g. a run without a thermal history: steps only
         inv = {"method": "inversion", "converged": False, "error": str(exc), "figures": []}
+    except TimeoutError:
+        inv = {"method": "inversion", "converged": False, "figures": [],
+               "error": f"no result within {INVERSION_TIMEOUT_S} s"}
     res["inversion"] = inv
     res["figures"] = list(res.get("figures", [])) + inv.get("figures", [])
     res.update(preferred_dgb_over_delta(res))

@@ -34,6 +34,7 @@ from lltolab.vocabulary import (  # noqa: F401 - STAGE_IMAGING_MAX_K: kept impor
 __all__ = ["Session", "start", "example_config", "require_sample_id"]
 
 logger = logging.getLogger("lltolab.session")
+
 SIM_POLL_S = 5.0
 """Lab seconds between temperature polls of the simulated instruments on a stepped clock."""
 SUSPENDED_STEP_S = 10.0
@@ -313,6 +314,7 @@ def start(
 
     session = Session(RE=RE, catalog=client, catalog_path=str(target), devices=devices,
                       lab=lab, record=record, bec=bec, writer=writer, _closers=closers)
+
     def store_what_is_queued() -> None:
         """The documents still queued reach tiled (or stay in the journal, said here)."""
         try:

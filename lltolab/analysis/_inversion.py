@@ -344,11 +344,12 @@ def invert_image(
         and start the full fit from its estimate; the full-resolution fit alone gives the
         result (images of at least 32 × 32 pixels).
     tolerance_ln_k, tolerance_loglik : float
-        The fit has converged when an accepted step moves ln k by less than
-        ``tolerance_ln_k`` and raises the log-likelihood by less than ``tolerance_loglik``,
-        or moves all of ln D_bulk, ln k and the blur by less than 1e-3; 2e-3 is 0.2 % of k,
-        a tenth of the narrowest interval seen at the simulator's default dose. The coarse
-        fit that gives the start stops once k moves by less than 1 %.
+        The fit has converged when, after an accepted step, the undamped Gauss–Newton step
+        from there would move ln k by less than ``tolerance_ln_k`` and gain less than
+        ``tolerance_loglik`` in log-likelihood, or when an accepted step moved all of
+        ln D_bulk, ln k and the blur by less than 1e-3; 2e-3 is 0.2 % of k, a tenth of the
+        narrowest interval seen at the simulator's default dose. The coarse fit that gives
+        the start stops once that step would move k by less than 1 %.
 
     Returns
     -------
@@ -649,12 +650,16 @@ class _Fitter:
                 break
         return th, ll
 
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of θ: D_bulk within a factor 10 of the law, the blur
+        variance in [0, 0.9] px², the others free."""
+        mu = self.prior_mu[0]
+        return (np.array([mu - _LN_D_RANGE, -np.inf, -np.inf, -np.inf, 0.0]),
+                np.array([mu + _LN_D_RANGE, np.inf, np.inf, np.inf, _V_MAX]))
+
     def _bounded(self, theta: np.ndarray) -> np.ndarray:
-        """Blur variance in [0, 0.9] px²; D_bulk within a factor 10 of the law."""
-        out = theta.copy()
-        out[4] = min(max(out[4], 0.0), _V_MAX)
-        out[0] = min(max(out[0], self.prior_mu[0] - _LN_D_RANGE), self.prior_mu[0] + _LN_D_RANGE)
-        return out
+        """θ clipped into :meth:`_bounds`."""
+        return np.clip(theta, *self._bounds())
 
     def _step(self, theta: np.ndarray, a: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Solve a · step = g over the parameters not held at a bound the step pushes against.
@@ -664,8 +669,7 @@ class _Fitter:
         without it (an active set), so that a clipped step is still a Newton step for the
         rest (clipping alone gave steps that failed and k oscillating).
         """
-        lo = np.array([self.prior_mu[0] - _LN_D_RANGE, -np.inf, -np.inf, -np.inf, 0.0])
-        hi = np.array([self.prior_mu[0] + _LN_D_RANGE, np.inf, np.inf, np.inf, _V_MAX])
+        lo, hi = self._bounds()
         free = np.ones(len(theta), dtype=bool)
         step = np.zeros(len(theta))
         for _ in range(len(theta)):
@@ -687,9 +691,8 @@ class _Fitter:
         """Gradient of :meth:`log_prior`."""
         return -self.prior_prec * (theta - self.prior_mu)
 
-    def run(self, theta: np.ndarray, max_iter: int,
-            tol_ln_k: float = 2e-3,
-            tol_ll: float = 0.01) -> tuple[np.ndarray, dict[str, Any]]:
+    def run(self, theta: np.ndarray, max_iter: int, tol_ln_k: float,
+            tol_ll: float) -> tuple[np.ndarray, dict[str, Any]]:
         self._start = theta.copy()
         u, ju = self.forward(theta, True)
         exact_at = theta[:2].copy()  # where the sensitivities were last computed exactly
