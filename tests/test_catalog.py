@@ -446,6 +446,30 @@ def test_init_catalog_creates_once_from_many_threads_and_reports_failure(tmp_pat
         init_catalog(broken)
 
 
+def test_embedded_app_serves_without_dependency_overrides_and_shuts_down_cleanly(tmp_path):
+    """While an override is registered FastAPI rebuilds every request's dependency tree; the
+    app serves without it (same settings object) and tiled's shutdown finds it again."""
+    from tiled.client import from_context
+    from tiled.server.settings import get_settings
+
+    from lltolab.catalog._tiled_app import build_app, embedded_context
+
+    folder = init_catalog(tmp_path / "c")
+    app = build_app(catalog_config(folder, init_if_not_exists=False))
+    override = app.dependency_overrides[get_settings]
+    context = embedded_context(app)
+    try:
+        assert app.dependency_overrides == {}
+        assert override() is get_settings()
+        client = from_context(context)
+        client.create_container("x-container", metadata={"a": 1})
+        assert list(client) == ["x-container"]
+        assert client.values().first().metadata["a"] == 1
+    finally:
+        context.close()
+    assert app.dependency_overrides == {get_settings: override}
+
+
 def test_read_journal_drops_torn_last_line_only(tmp_path):
     good = [json.dumps({"name": "start", "doc": {"uid": "u"}}),
             json.dumps({"name": "event", "doc": {"seq_num": 1}})]

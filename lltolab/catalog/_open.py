@@ -1,9 +1,10 @@
 """Opening a catalog: an embedded tiled app per folder (built once per process), or a server.
 
-The folder is served in-process: tiled's ``build_app_from_config`` + ``Context.from_app``, with
+The folder is served in-process: tiled's app (:func:`._tiled_app.build_app`, which spares
+FastAPI a per-request cost of tiled's settings override) behind ``Context.from_app``, with
 specs ``CatalogOfBlueskyRuns`` and the json-seq exporter of bluesky-tiled-plugins registered for
 ``BlueskyRun`` so that ``run.documents()`` works. Building the app costs seconds (imports, and on
-the first open of a new folder a ``tiled catalog init`` subprocess), so it is done lazily, once
+the first open of a new folder the creation of the database), so it is done lazily, once
 per process and folder (:func:`warm_up` starts it in a background thread). SQLite in WAL mode
 lets one writer and any number of reader processes share the folder.
 """
@@ -32,6 +33,7 @@ from ._target import (
     CatalogTarget,
     resolve_target,
 )
+from ._tiled_app import build_app, embedded_context
 
 __all__ = ["CatalogAccessError", "close_catalogs", "init_catalog", "open_catalog",
            "server_exports", "warm_up"]
@@ -121,29 +123,27 @@ def init_catalog(path: str | os.PathLike[str]) -> Path:
 
 
 def _build_local(folder: Path, readable: list[str]) -> Any:
-    from tiled.client import Context, from_context
-    from tiled.server.app import build_app_from_config
+    from tiled.client import from_context
 
     init_catalog(folder)
     config = catalog_config(folder, readable_storage=readable, init_if_not_exists=False)
     try:
-        app = build_app_from_config(config)
+        app = build_app(config)
     except (OSError, RuntimeError, ImportError) as exc:  # e.g. a corrupt database
         raise CatalogAccessError(
             f"catalog {folder} cannot be opened: {type(exc).__name__}: {exc}"
         ) from exc
-    return from_context(Context.from_app(app))
+    return from_context(embedded_context(app))
 
 
 def _build_readonly(folder: Path, readable: list[str]) -> Any:
-    from tiled.client import Context, from_context
-    from tiled.server.app import build_app_from_config
+    from tiled.client import from_context
 
     snap, homes = readonly_snapshot(folder)
     readable = move_paths(readable, homes, str(folder))
     config = catalog_config(snap, readable_storage=[str(folder / FILES_DIR), *readable],
                             init_if_not_exists=False)
-    return from_context(Context.from_app(build_app_from_config(config)))
+    return from_context(embedded_context(build_app(config)))
 
 
 def close_catalogs() -> int:

@@ -167,7 +167,8 @@ def serve(
         Longest wait for the server to start (catalog creation included), s.
     """
     import uvicorn
-    from tiled.server.app import build_app_from_config
+
+    from ._tiled_app import build_app
 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
         raise ValueError(f"port must be an integer in 0..65535, got {port!r}")
@@ -177,7 +178,7 @@ def serve(
         with socket.socket() as sock:
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
-    app = build_app_from_config(settings.app_config())
+    app = build_app(settings.app_config())
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            lifespan="on"))
     info = {"uri": f"http://{host}:{port}", "api_key": settings.api_key}
