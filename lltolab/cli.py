@@ -12,7 +12,7 @@ from typing import Any
 
 from lltolab._cli_errors import OneLineArgumentParser, run_guarded
 
-__all__ = ["main"]
+__all__ = ["console_main", "main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -603,5 +603,17 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(build_parser, argv)
 
 
+def console_main() -> None:
+    """The ``lltolab`` console script and ``python -m lltolab.cli``: :func:`main`, then an exit
+    that skips the interpreter's teardown (:func:`lltolab._prompt_exit.exit_promptly`)."""
+    from lltolab._prompt_exit import exit_promptly, exit_status  # noqa: PLC0415
+
+    try:
+        status = main()
+    except SystemExit as exc:
+        status = exit_status(exc.code)
+    exit_promptly(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -1,0 +1,52 @@
+"""The console script's prompt exit: status, complete output, the catalog closed and readable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lltolab._prompt_exit import exit_status
+
+
+@pytest.mark.timeout(120)
+def test_prompt_exit_keeps_output_status_and_stored_data(tmp_path) -> None:
+    folder = tmp_path / "cat"
+    code = textwrap.dedent("""
+        import sys
+        from lltolab.catalog import open_catalog
+        from lltolab._prompt_exit import exit_promptly
+        open_catalog(sys.argv[1]).create_container("abcdef-kept", metadata={"a": 1})
+        print("x" * 200_000)
+        exit_promptly(3)
+        print("never")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
+                          text=True, timeout=100)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stdout == "x" * 200_000 + "\n"
+    reader = textwrap.dedent("""
+        import sys
+        from lltolab.catalog import open_catalog
+        print(open_catalog(sys.argv[1]).values().first().metadata["a"])
+    """)
+    read = subprocess.run([sys.executable, "-c", reader, str(folder)], capture_output=True,
+                          text=True, timeout=100)
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert read.stdout.strip() == "1"
+
+
+def test_console_script_reports_bad_input_with_status_2(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "lltolab.cli", "analyze", "1", "--catalog",
+                           str(tmp_path / "none")], capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no catalog" in proc.stderr
+
+
+def test_exit_status_follows_sys_exit(capsys) -> None:
+    assert exit_status(None) == 0
+    assert exit_status(2) == 2
+    assert exit_status("stopped: no catalog") == 1
+    assert capsys.readouterr().err == "stopped: no catalog\n"
