@@ -220,5 +220,20 @@ def plot_boundary_profiles(
         ax = fig.add_subplot(1, 1, 1)
         ax.text(0.5, 0.5, "no boundary selected", ha="center", va="center")
         ax.axis("off")
-    fig.tight_layout()
+    _grid_margins(fig, rows, cols)
     return _save(fig, Path(path))
+
+
+def _grid_margins(fig: Figure, rows: int, cols: int) -> None:
+    """Fixed margins (inches) for a grid of axes with two-line titles under a suptitle.
+
+    What ``tight_layout`` finds for these figures, without its extra draw of the figure (a
+    third of the figure's time).
+    """
+    w, h = fig.get_size_inches()
+    top, bottom, left, right = 0.95, 0.5, 0.6, 0.15  # suptitle + title; labels; ylabel
+    gap_y, gap_x = 0.95, 0.7  # x label of a row + title of the next; y tick labels + label
+    ax_h = (h - top - bottom - (rows - 1) * gap_y) / rows
+    ax_w = (w - left - right - (cols - 1) * gap_x) / cols
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h,
+                        top=1 - top / h, hspace=gap_y / ax_h, wspace=gap_x / ax_w)
