@@ -6,14 +6,15 @@ work is done and stored: runs are flushed to the catalog, files are closed, back
 analyses have been waited for. What is left is the interpreter's teardown, which frees every
 module and object one by one: 1-1.5 s on two cores, longer than many commands.
 
-:func:`exit_promptly` does what that teardown would do that matters (shut down the embedded
-catalogs, as tiled's own exit handler does; flush logging and the standard streams) and ends
-the process with ``os._exit``. It is for the console script only: a library call never ends
-the process.
+:func:`exit_promptly` does what the exit would do that matters (shut down the embedded
+catalogs, as tiled's own exit handler does; run the ``atexit`` handlers, e.g. IPython's, which
+saves the shell's history; flush logging and the standard streams) and ends the process with
+``os._exit``. It is for the console script only: a library call never ends the process.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -37,7 +38,8 @@ def exit_status(code: object) -> int:
 
 
 def exit_promptly(status: int) -> NoReturn:
-    """Close the embedded catalogs, flush logging and stdio, and end the process with ``status``.
+    """Close the embedded catalogs, run the ``atexit`` handlers, flush logging and stdio, and
+    end the process with ``status``.
 
     Call only when the command's work is done: threads still running are stopped with the
     process.
@@ -49,6 +51,12 @@ def exit_promptly(status: int) -> NoReturn:
     except Exception:  # noqa: BLE001 - the data is committed; report and still exit
         logging.getLogger("lltolab").exception("closing the embedded catalogs at exit failed")
         status = status or 1
+    # CPython's own exit runs these handlers (the function is CPython's, without a public
+    # name); where it is missing, exit the ordinary way.
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is None:
+        sys.exit(status)
+    run_exit_handlers()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -1,4 +1,4 @@
-"""The console script's prompt exit: status, complete output, the catalog closed and readable."""
+"""The console script's prompt exit: status, whole output, exit handlers, data readable after."""
 
 from __future__ import annotations
 
@@ -15,18 +15,21 @@ from lltolab._prompt_exit import exit_status
 def test_prompt_exit_keeps_output_status_and_stored_data(tmp_path) -> None:
     folder = tmp_path / "cat"
     code = textwrap.dedent("""
-        import sys
+        import atexit, pathlib, sys
         from lltolab.catalog import open_catalog
         from lltolab._prompt_exit import exit_promptly
+        atexit.register(pathlib.Path(sys.argv[2]).write_text, "handler ran")
         open_catalog(sys.argv[1]).create_container("abcdef-kept", metadata={"a": 1})
         print("x" * 200_000)
         exit_promptly(3)
         print("never")
     """)
-    proc = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
-                          text=True, timeout=100)
+    marker = tmp_path / "atexit.txt"
+    proc = subprocess.run([sys.executable, "-c", code, str(folder), str(marker)],
+                          capture_output=True, text=True, timeout=100)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert proc.stdout == "x" * 200_000 + "\n"
+    assert marker.read_text() == "handler ran"  # e.g. IPython saves its history so
     reader = textwrap.dedent("""
         import sys
         from lltolab.catalog import open_catalog
