@@ -39,6 +39,9 @@ SIM_POLL_S = 5.0
 """Lab seconds between temperature polls of the simulated instruments on a stepped clock."""
 SUSPENDED_STEP_S = 10.0
 """Lab seconds that pass per watchdog poll while a run is suspended on a stepped clock."""
+SIM_FURNACE_BAUD = 19200
+"""Baud rate of the simulated furnace link: the Eurotherm 2000/3200's fastest. minimalmodbus
+waits 3.5 character times of silence before each request (2.0 ms at 19200, 4.0 ms at 9600)."""
 
 
 def require_sample_id(md: Mapping[str, Any]) -> None:
@@ -372,7 +375,7 @@ def _sim_devices(seed: int, time_scale: float | None, lab: Any,
                                     settle_time=60 * lab_s, timeout=3600 * lab_s + margin,
                                     tolerance=0.5, **timing),
         DeviceName.FURNACE: Furnace(lab.furnace.url, name=DeviceName.FURNACE,
-                                    settle_time=60 * lab_s, timeout=7200 * lab_s + margin,
+                                    baudrate=SIM_FURNACE_BAUD, settle_time=60 * lab_s, timeout=7200 * lab_s + margin,
                                     tolerance=1.0, **timing),
         DeviceName.SIMS: SurfaceLabExport(lab.export_folder, name=DeviceName.SIMS,
                                           request=lab.sims.request, timeout_s=120.0,
