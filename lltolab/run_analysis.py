@@ -254,15 +254,17 @@ def _micrograph(micrograph: str | Path | np.ndarray | None) -> np.ndarray | None
 
 
 def _invert(img: dict[str, Any], history: Sequence[dict[str, Any]], temp: float,
-            boundary_map: np.ndarray | None, bulk: BulkDiffusivity) -> Any:
+            boundary_map: np.ndarray | None, bulk: BulkDiffusivity,
+            workers: int | None = None) -> Any:
     return invert_image(img["i6"], img["i7"], history=history, temperature_K=temp,
                         pixel_um=img["pixel_um"], n_pulses=img["n_pulses"],
-                        boundary_map=boundary_map, bulk=bulk)
+                        boundary_map=boundary_map, bulk=bulk, workers=workers)
 
 
 def invert_run_in_background(
     catalog: Any, ref: str | int, *, micrograph: str | Path | np.ndarray | None = None,
     bulk: BulkDiffusivity | None = None, wait_for: Callable[[], object] | None = None,
+    workers: int | None = 1,
 ) -> Future[Any]:
     """Start the model-based inversion of one stored image run in a thread of its own.
 
@@ -272,7 +274,9 @@ def invert_run_in_background(
     of the etched micrograph, or its boolean array (True = boundary). ``wait_for`` is called
     on the background thread before the run is read, e.g. ``lambda:
     session.writer.wait_stored(uid)`` for a run whose documents are still on their way to
-    the catalog.
+    the catalog. ``workers``: threads of the forward model (``invert_image``); the default 1
+    leaves the other core to the acquisition this runs beside (None: as many as the cores
+    allow, up to 2). The estimates do not depend on it.
 
     Returns
     -------
@@ -286,7 +290,7 @@ def invert_run_in_background(
         img = load_image(run)
         history = start.get("thermal_history", [])
         return _invert(img, history, represented_temperature_K(history),
-                       _matching(_micrograph(micrograph), img["i6"].shape), bulk)
+                       _matching(_micrograph(micrograph), img["i6"].shape), bulk, workers)
 
     return _in_background(work, "lltolab-inversion")
 

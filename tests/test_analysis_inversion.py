@@ -124,6 +124,20 @@ def test_noise_free_without_dead_time(small_grains) -> None:
     assert inv.dgb_over_delta_cm_s == pytest.approx(k, rel=2e-3)
 
 
+def test_the_estimates_do_not_depend_on_the_worker_threads(small_grains) -> None:
+    """A background inversion uses one thread; the fit is the same as with two."""
+    rng = np.random.default_rng(4)
+    i6, i7 = _model_counts(small_grains, 2.6e-8, 1.1e-6, n_pulses=2048)
+    i6, i7 = rng.binomial(2048, i6 / 2048), rng.binomial(2048, i7 / 2048)
+    fits = [invert_image(i6, i7, history=HISTORY, temperature_K=T22, pixel_um=1.0,
+                         n_pulses=2048, grain_ids=small_grains, workers=w) for w in (1, 2)]
+    assert fits[0].dgb_over_delta_cm_s == fits[1].dgb_over_delta_cm_s
+    assert fits[0].interval_cm_s == fits[1].interval_cm_s
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1, got 0"):
+        invert_image(i6, i7, history=HISTORY, temperature_K=T22, grain_ids=small_grains,
+                     workers=0)
+
+
 def test_tangent_sensitivities_match_finite_differences(small_grains) -> None:
     model = ImageForwardModel(small_grains[:, :60], (1e-6, 1e-6),
                               equivalent_history(HISTORY), temperature_K=T22)

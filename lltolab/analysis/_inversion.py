@@ -285,6 +285,7 @@ def invert_image(
     coarse_start: bool = True,
     tolerance_ln_k: float = 2e-3,
     tolerance_loglik: float = 0.01,
+    workers: int | None = None,
 ) -> ImageInversion:
     """Fit the twin's forward model to a whole ⁶Li/⁷Li image (see the module docstring).
 
@@ -350,6 +351,10 @@ def invert_image(
         ln D_bulk, ln k and the blur by less than 1e-3; 2e-3 is 0.2 % of k, a tenth of the
         narrowest interval seen at the simulator's default dose. The coarse fit that gives
         the start stops once that step would move k by less than 1 %.
+    workers : int, optional
+        Threads of the forward model that factorize stages ahead of the integration
+        (default: up to 2, as the machine's cores allow; 1 leaves the other core to work
+        going on beside the fit). The estimates do not depend on it.
 
     Returns
     -------
@@ -438,7 +443,7 @@ def invert_image(
                 fit_edge_grains=fit_edge_grains, cluster_um=cluster_um,
                 d_bulk_prior_sd_ln=d_bulk_prior_sd_ln, c_offset_prior_sd=c_offset_prior_sd,
                 c_bath_prior_sd=c_bath_prior_sd, coarse_start=False, tolerance_ln_k=0.01,
-                tolerance_loglik=math.inf)
+                tolerance_loglik=math.inf, workers=workers)
         except ValueError:  # nothing usable at the coarse scale: start from the defaults
             rough = None
         if rough is not None:
@@ -449,7 +454,7 @@ def invert_image(
     pixel_m = (px * 1e-6, py * 1e-6)
     model = ImageForwardModel(ids, pixel_m, stages, temperature_K=temperature_K, bulk=bulk,
                               boundary=boundary, steps_per_stage=steps_per_stage,
-                              strip_extent_m=(strip_extent_cm[0] * 1e-2,
+                              workers=workers, strip_extent_m=(strip_extent_cm[0] * 1e-2,
                                               strip_extent_cm[1] * 1e-2))
     counts = _Counts(a6[valid], a7[valid], n_pulses)
     d0 = (float(bulk(temperature_K)) if d_bulk_start_cm2_s is None
