@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -603,11 +604,22 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(build_parser, argv)
 
 
+#: OpenBLAS threads of a command, unless the environment sets ``OPENBLAS_NUM_THREADS``
+BLAS_THREADS = "1"
+
+
 def console_main() -> None:
     """The ``lltolab`` console script and ``python -m lltolab.cli``: :func:`main`, then an exit
-    that skips the interpreter's teardown (:func:`lltolab._prompt_exit.exit_promptly`)."""
+    that skips the interpreter's teardown (:func:`lltolab._prompt_exit.exit_promptly`).
+
+    The commands run their parallel work in threads of their own (the twin, the catalog, the
+    analyses, the inversion's workers), mostly in sparse solvers; OpenBLAS's own threads would
+    only spin between its calls (2 s of CPU in ``lltolab demo``, for nothing). So the process
+    starts with :data:`BLAS_THREADS` OpenBLAS thread unless ``OPENBLAS_NUM_THREADS`` is set.
+    """
     from lltolab._prompt_exit import exit_promptly, exit_status  # noqa: PLC0415
 
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)  # read when numpy loads it
     try:
         status = main()
     except SystemExit as exc:

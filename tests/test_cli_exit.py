@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -53,3 +54,24 @@ def test_exit_status_follows_sys_exit(capsys) -> None:
     assert exit_status(2) == 2
     assert exit_status("stopped: no catalog") == 1
     assert capsys.readouterr().err == "stopped: no catalog\n"
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("3", "3")])
+def test_console_script_starts_with_one_blas_thread_unless_told(given, expected) -> None:
+    """Set before numpy loads OpenBLAS, which reads it then; the environment's value wins."""
+    code = textwrap.dedent("""
+        import os, sys
+        from lltolab import cli
+        def report(argv=None):
+            print(os.environ["OPENBLAS_NUM_THREADS"], "numpy" in sys.modules)
+            return 0
+        cli.main = report
+        cli.console_main()
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=100, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [expected, "False"]
