@@ -59,7 +59,9 @@ def _demo(args: argparse.Namespace) -> int:
         lab = session.lab
         micrograph = lab.sims.write_micrograph()
         cat = session.catalog
-        kinds = {u: cat[u].metadata["start"]["plan_name"] for u in uids}
+        # the plan names from the start documents seen; the catalog only for one not seen
+        kinds = {u: early.plan_names.get(u) or cat[u].metadata["start"]["plan_name"]
+                 for u in uids}
         wanted = [u for u in uids if kinds[u] in IMAGING_PLANS]
         first_image = [u for u in wanted if kinds[u] == PlanName.SIMS_IMAGE][:1]
         results, failures = _demo_analyses(cat, wanted, kinds, folder / "figures", micrograph,
@@ -105,6 +107,7 @@ class _EarlyAnalyses:
         self.figures = figures
         self.futures: dict[str, object] = {}  # inversions by uid
         self.image_results: dict[str, object] = {}
+        self.plan_names: dict[str, str] = {}  # of every run started, by uid
         self._image_uid: str | None = None
         # the analysis modules load while the workflow runs, not on the RunEngine's thread
         threading.Thread(target=importlib.import_module, args=("lltolab.run_analysis",),
@@ -113,6 +116,8 @@ class _EarlyAnalyses:
     def __call__(self, name: str, doc: dict) -> None:
         from lltolab.vocabulary import PlanName  # noqa: PLC0415
 
+        if name == "start":
+            self.plan_names[doc["uid"]] = doc.get("plan_name", "")
         if name == "start" and doc.get("plan_name") == PlanName.SIMS_IMAGE:
             self._image_uid = doc["uid"]
         elif name == "stop" and self._image_uid and doc.get("run_start") == self._image_uid:
