@@ -42,6 +42,10 @@ SUSPENDED_STEP_S = 10.0
 SIM_FURNACE_BAUD = 19200
 """Baud rate of the simulated furnace link: the Eurotherm 2000/3200's fastest. minimalmodbus
 waits 3.5 character times of silence before each request (2.0 ms at 19200, 4.0 ms at 9600)."""
+SIM_FURNACE_TIMEOUT_S = 2.0
+"""Per-transaction timeout (s) of the simulated furnace link, as the cryostage's. The simulated
+controller answers from this process, which it shares with the twin and the catalog: a busy
+moment there can hold a transaction longer than a real controller's 0.5 s."""
 
 
 def require_sample_id(md: Mapping[str, Any]) -> None:
@@ -375,7 +379,8 @@ def _sim_devices(seed: int, time_scale: float | None, lab: Any,
                                     settle_time=60 * lab_s, timeout=3600 * lab_s + margin,
                                     tolerance=0.5, **timing),
         DeviceName.FURNACE: Furnace(lab.furnace.url, name=DeviceName.FURNACE,
-                                    baudrate=SIM_FURNACE_BAUD, settle_time=60 * lab_s,
+                                    baudrate=SIM_FURNACE_BAUD,
+                                    timeout_s=SIM_FURNACE_TIMEOUT_S, settle_time=60 * lab_s,
                                     timeout=7200 * lab_s + margin, tolerance=1.0, **timing),
         DeviceName.SIMS: SurfaceLabExport(lab.export_folder, name=DeviceName.SIMS,
                                           request=lab.sims.request, timeout_s=120.0,
