@@ -42,13 +42,6 @@ def test_prompt_exit_keeps_output_status_and_stored_data(tmp_path) -> None:
     assert read.stdout.strip() == "1"
 
 
-def test_console_script_reports_bad_input_with_status_2(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "lltolab.cli", "analyze", "1", "--catalog",
-                           str(tmp_path / "none")], capture_output=True, text=True, timeout=100)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "no catalog" in proc.stderr
-
-
 def test_exit_status_follows_sys_exit(capsys) -> None:
     assert exit_status(None) == 0
     assert exit_status(2) == 2

@@ -227,8 +227,8 @@ def plot_boundary_profiles(
 def _grid_margins(fig: Figure, rows: int, cols: int) -> None:
     """Fixed margins (inches) for a grid of axes with two-line titles under a suptitle.
 
-    What ``tight_layout`` finds for these figures, without its extra draw of the figure (a
-    third of the figure's time).
+    Close to what ``tight_layout`` finds for these figures (checked on the rendered PNG),
+    without its extra draw of the figure (about 0.4 s of the figure's 1.1 s).
     """
     w, h = fig.get_size_inches()
     top, bottom, left, right = 0.95, 0.5, 0.6, 0.15  # suptitle + title; labels; ylabel

@@ -34,7 +34,8 @@ from scipy.sparse.linalg import splu
 
 from lltolab.diffusion import T_ROOM_K, BoundaryConductance, BulkDiffusivity, FVNetwork
 
-__all__ = ["HeatStage", "equivalent_history", "ImageForwardModel", "staircase_factors"]
+__all__ = ["HeatStage", "equivalent_history", "ImageForwardModel", "resolve_workers",
+           "staircase_factors"]
 
 _GAMMA = 2.0 - math.sqrt(2.0)
 _W = _GAMMA / 2.0
@@ -263,6 +264,22 @@ def _laplacian(net: FVNetwork, g: np.ndarray) -> sp.csr_array:
                                      shape=(n, n)))
 
 
+def resolve_workers(workers: int | None) -> int:
+    """Threads of a forward model: ``workers`` checked, or None: up to 2, as the cores allow.
+
+    Raises
+    ------
+    ValueError
+        If ``workers`` is not a whole number >= 1 (the message names the value).
+    """
+    if workers is None:
+        return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(
+            os, "sched_getaffinity") else (os.cpu_count() or 1)))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    return workers
+
+
 class ImageForwardModel:
     """u(x, y) on the image pixels for given D*_bulk and k, with its sensitivities.
 
@@ -319,12 +336,7 @@ class ImageForwardModel:
         self.temperature_K = float(temperature_K)
         self.stages = list(stages)
         self.steps_per_stage = int(steps_per_stage)
-        if workers is None:
-            workers = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(
-                os, "sched_getaffinity") else (os.cpu_count() or 1)))
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-        self.workers = workers
+        self.workers = resolve_workers(workers)
         self.grain_ids = np.ascontiguousarray(ids, dtype=np.int64)
         self.pixel_m = (hx, hy)
         ny, nx = ids.shape

@@ -42,7 +42,7 @@ from scipy.stats import t as student_t
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
 
 from ._boundaries import find_boundaries, grains_from_boundary_map
-from ._forward import HeatStage, ImageForwardModel, equivalent_history
+from ._forward import HeatStage, ImageForwardModel, equivalent_history, resolve_workers
 from ._fraction import isotope_fraction
 
 __all__ = ["ImageInversion", "invert_image"]
@@ -381,6 +381,7 @@ def invert_image(
         raise ValueError(f"cluster_um must be finite and > 0 µm, got {cluster_um!r}")
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+    resolve_workers(workers)  # before any work: names a bad value
     if not (math.isfinite(tolerance_ln_k) and tolerance_ln_k > 0):
         raise ValueError(f"tolerance_ln_k must be finite and > 0, got {tolerance_ln_k!r}")
     if not tolerance_loglik > 0:

@@ -2,8 +2,8 @@
 
 tiled's ``build_app_from_config`` registers one FastAPI dependency override, for
 ``tiled.server.settings.get_settings``. While an app has any override, FastAPI rebuilds the
-dependency tree of every sub-dependency of every request (``inspect.signature`` on each), which
-was a quarter of the embedded catalog's CPU time per request (``docs/catalog.md``).
+dependency tree of every sub-dependency of every request (``inspect.signature`` on each): a
+quarter to a third of the embedded catalog's CPU time per request (``docs/catalog.md``).
 
 tiled's override writes the app's settings into the process-wide ``Settings`` that
 ``get_settings()`` caches and returns that same object. Once it has run, the dependency
@@ -39,9 +39,9 @@ def build_app(config: Mapping[str, Any]) -> Any:
     from tiled.server.settings import get_settings
 
     app = build_app_from_config(config)
-    override = app.dependency_overrides.get(get_settings)
-    if override is None or set(app.dependency_overrides) != {get_settings}:
+    if set(app.dependency_overrides) != {get_settings}:
         return app
+    override = app.dependency_overrides[get_settings]
     if override() is not get_settings():
         return app
     inner = app.router.lifespan_context
