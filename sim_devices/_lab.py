@@ -68,6 +68,10 @@ class VirtualLab:
         Wall seconds between background temperature samples (free-running clock only).
     substep_s : float
         Lab seconds between samples of the stage / furnace temperature during a jump.
+    twin_process : bool
+        Integrate the sample in a worker process while the lab runs
+        (:meth:`VirtualSample.start_worker`: the same numbers, without waiting for this
+        process's interpreter lock); False keeps it in this process.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class VirtualLab:
         sims_settings: SimsSettings | None = None,
         sync_period_s: float = 0.05,
         substep_s: float = 60.0,
+        twin_process: bool = True,
     ) -> None:
         if not (math.isfinite(room_K) and room_K > 0):
             raise ValueError(f"room_K must be finite and > 0 K, got {room_K!r}")
@@ -89,6 +94,7 @@ class VirtualLab:
         if not (math.isfinite(substep_s) and substep_s > 0):
             raise ValueError(f"substep_s must be > 0 s, got {substep_s!r}")
         self._substep = float(substep_s)
+        self._twin_process = bool(twin_process)
         self.clock = VirtualClock(time_scale)
         self.room_K = float(room_K)
         self.sample = sample if sample is not None else VirtualSample.paper_default(seed)
@@ -128,6 +134,8 @@ class VirtualLab:
     def start(self) -> VirtualLab:
         """Start the instrument servers and the temperature-following thread (returns self)."""
         if not self._started:
+            if self._twin_process:
+                self.sample.start_worker()
             self.stage.start()
             self.furnace.start()
             if not self.clock.stepped:  # a stepped clock only moves in jumps, which sync
@@ -150,6 +158,8 @@ class VirtualLab:
                 thread.join(timeout=30)
         self.stage.close()
         self.furnace.close()
+        if self._twin_process:
+            self.sample.stop_worker()
         tmp = getattr(self, "_tmp", None)
         if tmp is not None:
             tmp.cleanup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import minimalmodbus
@@ -128,3 +129,17 @@ def test_stepped_lab_follows_a_warming_stage_through_one_jump(tmp_path) -> None:
     assert len(warm) >= 3  # the warming is followed in steps
     temps = [s.temperature_K for s in warm]
     assert temps == sorted(temps) and temps[0] < 230.0 < temps[-1]
+
+
+def test_the_lab_integrates_its_sample_in_a_worker_process_while_it_runs(tmp_path) -> None:
+    lab = VirtualLab(sample=_sample(), time_scale=None, export_folder=tmp_path / "w")
+    assert lab.sample.worker_pid is None
+    with lab:
+        pid = lab.sample.worker_pid
+        assert pid is not None and pid != os.getpid()
+        lab.pass_time(3600.0)
+        assert lab.view.field(lab.clock.now()).shape == lab.sample.grain_ids.shape
+    assert lab.sample.worker_pid is None
+    with VirtualLab(sample=_sample(), time_scale=None, export_folder=tmp_path / "x",
+                    twin_process=False) as lab:
+        assert lab.sample.worker_pid is None

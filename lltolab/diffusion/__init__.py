@@ -1,7 +1,8 @@
 """lltolab.diffusion: the diffusion twin (SI units: m, s, K, m²/s, m/s; energies in eV).
 
 Polycrystal microstructure, finite-volume operator with resistive grain boundaries, TR-BDF2
-time stepping, homogenised/multiscale long-range strip, and :class:`VirtualSample`.
+time stepping, homogenised/multiscale long-range strip, and :class:`VirtualSample`
+(integrating in this process or in a worker process, :class:`SampleWorker`).
 """
 
 from ._homogenise import EffectiveDiffusivity, effective_diffusivity
@@ -19,6 +20,7 @@ from ._sample import C_BATH, C_NATURAL, Segment, VirtualSample
 from ._stepper import FixedCells, Integrator, StepControl
 from ._strip import StripModel
 from ._validate import check_fraction, check_nonnegative, check_positive, check_temperature
+from ._worker import WORKER_TIMEOUT_S, SampleWorker, WorkerLost
 
 __all__ = [
     "K_B_EV",
@@ -41,6 +43,9 @@ __all__ = [
     "StripModel",
     "Segment",
     "VirtualSample",
+    "SampleWorker",
+    "WorkerLost",
+    "WORKER_TIMEOUT_S",
     "check_positive",
     "check_nonnegative",
     "check_fraction",

@@ -128,6 +128,17 @@ class EffectiveDiffusivity:
         out[free] = x
         return out
 
+    def nodes(self) -> dict[int, float]:
+        """The nodes solved so far: ln φ by node index (ln r / :attr:`STEP`)."""
+        with self._node_lock:
+            return dict(self._log_phi)
+
+    def adopt(self, nodes: dict[int, float]) -> None:
+        """Take nodes solved elsewhere for the same microstructure (e.g. by a worker process
+        integrating the same sample), so that both use the same numbers."""
+        with self._node_lock:
+            self._log_phi.update({int(k): float(v) for k, v in nodes.items()})
+
     def phi(self, ratio_per_m: float) -> float:
         """φ = D_eff / D_bulk at r = k / D_bulk (1/m)."""
         u = float(np.log(ratio_per_m)) / self.STEP

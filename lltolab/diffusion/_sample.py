@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -14,8 +15,11 @@ from ._network import Conductivities
 from ._stepper import FixedCells, Integrator, StepControl
 from ._strip import StripModel
 from ._validate import check_fraction, check_temperature
+from ._worker import WORKER_TIMEOUT_S, SampleWorker, WorkerLost
 
 __all__ = ["Segment", "VirtualSample", "C_NATURAL", "C_BATH"]
+
+logger = logging.getLogger("lltolab.diffusion")
 
 C_NATURAL = 0.0759
 """Natural ⁶Li fraction."""
@@ -88,6 +92,9 @@ class VirtualSample:
         self.boundary = boundary or BoundaryConductance.paper_default()
         self.micro = micro
         self.strip = StripModel(micro, line_extent_m=line_extent_m, coarse_dx_m=coarse_dx_m)
+        self._geometry = {"line_extent_m": tuple(map(float, line_extent_m)),
+                          "coarse_dx_m": float(coarse_dx_m)}
+        self._control = control
         self._integrator = Integrator(self.strip.network, control)
         self._bath = FixedCells(self.strip.x_centre_m < 0, self.cs, "bath")
         start = float(start_s)
@@ -101,6 +108,7 @@ class VirtualSample:
         self._t_reserved = start  # end of an integration in progress (no change before it)
         self._lock = threading.RLock()  # the history and the field
         self._compute = threading.RLock()  # one integration at a time, history stays open
+        self._worker: SampleWorker | None = None
 
     @classmethod
     def paper_default(
@@ -231,19 +239,73 @@ class VirtualSample:
                 segments = self.history(until_s=t_end)
                 c, t_done = self._c, self._t_computed
                 self._t_reserved = max(self._t_reserved, t_end)
-            for seg in segments:
-                if seg.end_s <= t_done:
-                    continue
-                start = max(seg.start_s, t_done)
-                c = self._integrator.advance(
-                    c,
-                    seg.end_s - start,
-                    self.coefficients(seg.temperature_K),
-                    self._bath if seg.immersed else None,
-                )
-                t_done = seg.end_s
+            pieces = [(seg.end_s - max(seg.start_s, t_done), seg.temperature_K, seg.immersed)
+                      for seg in segments if seg.end_s > t_done]
+            if pieces:
+                c = self.integrate_pieces(c, pieces)
             with self._lock:
                 self._c, self._t_computed = c, t_end
+
+    def integrate_pieces(self, c: np.ndarray, pieces: list[tuple[float, float, bool]],
+                         ) -> np.ndarray:
+        """The network field ``c`` advanced through ``pieces`` of (duration s, temperature K,
+        immersed); the sample's own field and history are not touched.
+
+        Runs in the worker process when one is started (:meth:`start_worker`; if it is lost,
+        here, with a warning), else in this process: the same numbers either way.
+        """
+        worker = self._worker
+        if worker is not None:
+            try:
+                c_new, nodes = worker.integrate(c, pieces)
+            except WorkerLost as exc:
+                logger.warning("%s; the twin integrates in this process from now on", exc)
+                self.stop_worker()
+            else:
+                self.strip.d_eff.adopt(nodes)
+                return c_new
+        return self._integrate_here(c, pieces)
+
+    def _integrate_here(self, c: np.ndarray, pieces: list[tuple[float, float, bool]],
+                        ) -> np.ndarray:
+        for duration_s, temperature_k, immersed in pieces:
+            c = self._integrator.advance(c, duration_s, self.coefficients(temperature_k),
+                                         self._bath if immersed else None)
+        return c
+
+    # ---------------------------------------------------------------- worker process
+    def worker_spec(self) -> dict:
+        """Constructor keywords that rebuild this sample's model (not its history or field)."""
+        return {"micro": self.micro, "bulk": self.bulk, "boundary": self.boundary,
+                "c0": self.c0, "cs": self.cs, "control": self._control, **self._geometry}
+
+    def start_worker(self, *, timeout_s: float = WORKER_TIMEOUT_S) -> None:
+        """Integrate from now on in a child process (:class:`lltolab.diffusion.SampleWorker`),
+        which keeps the twin's numerics off this process's interpreter lock. Same numbers as
+        in this process; if the child is lost, integration comes back here (with a warning).
+        Idempotent; :meth:`stop_worker` ends it.
+
+        Parameters
+        ----------
+        timeout_s : float
+            Longest wait (s) for the worker's answer to one integration.
+        """
+        with self._compute:
+            if self._worker is None:
+                self._worker = SampleWorker(self.worker_spec(), timeout_s=timeout_s)
+
+    def stop_worker(self) -> None:
+        """End the worker process, if any (idempotent); integration continues here."""
+        with self._compute:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """Process id of the worker, or None when integrating in this process."""
+        worker = self._worker
+        return None if worker is None else worker.pid
 
     def advance_declared(self) -> float:
         """Integrate through every segment whose end is declared; return the time reached.
