@@ -272,6 +272,7 @@ class VirtualLab:
         t_eq = self._equivalent_temperature(self._seg_integral / span)
         immersed = self._location == Location.BATH
         self.sample.set_environment(self._seg_start, temperature_K=t_eq, immersed=immersed)
+        self.sample.hold_until(t)  # the twin may integrate this segment before the next opens
         self._seg_start = t
         self._seg_integral = 0.0
         self._declared.set()

@@ -171,3 +171,21 @@ def test_effective_diffusivity_interpolation_is_within_0p2_percent() -> None:
         k = float(BoundaryConductance.paper_default()(temp))
         exact = effective_diffusivity(micro, Conductivities(d, k))
         assert interp(d, k) == pytest.approx(exact, rel=2e-3)
+
+
+def test_a_held_segment_is_integrated_before_the_next_change_with_the_same_numbers() -> None:
+    """hold_until lets the background integration run to a segment's end, no further."""
+    declared = _small_sample()
+    _apply(declared, HISTORY[:3])
+    reference = declared.field(13 * 3600)
+    held = _small_sample()
+    _apply(held, HISTORY[:2])
+    assert held.advance_declared() == 10 * 3600  # the bath segment ends at the next change
+    held.hold_until(11 * 3600)  # the second segment is closed, the third not yet declared
+    assert held.advance_declared() == 11 * 3600
+    with pytest.raises(ValueError, match="precedes the sample's history"):
+        held.set_environment(10.5 * 3600, temperature_K=T200, immersed=False)
+    with pytest.raises(ValueError, match="precedes the latest change"):
+        held.hold_until(9 * 3600)
+    held.set_environment(11 * 3600, temperature_K=T200, immersed=False)
+    assert np.array_equal(held.field(13 * 3600), reference)

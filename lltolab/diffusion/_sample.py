@@ -106,6 +106,7 @@ class VirtualSample:
         self._c = np.full(self.strip.network.n_cells, self.c0)
         self._t_computed = start
         self._t_reserved = start  # end of an integration in progress (no change before it)
+        self._held_until = start  # the latest conditions hold at least until then
         self._lock = threading.RLock()  # the history and the field
         self._compute = threading.RLock()  # one integration at a time, history stays open
         self._worker: SampleWorker | None = None
@@ -187,7 +188,8 @@ class VirtualSample:
         t = float(time_s)
         temp = check_temperature("temperature_K", temperature_K)
         with self._lock:
-            earliest = max(self._changes[-1][0], self._t_computed, self._t_reserved)
+            earliest = max(self._changes[-1][0], self._t_computed, self._t_reserved,
+                           self._held_until)
             if not math.isfinite(t) or t < earliest:
                 raise ValueError(
                     f"time_s={time_s!r} precedes the sample's history (earliest allowed "
@@ -197,6 +199,22 @@ class VirtualSample:
                 self._changes[-1] = (t, temp, bool(immersed))
             else:
                 self._changes.append((t, temp, bool(immersed)))
+
+    def hold_until(self, time_s: float) -> None:
+        """The conditions declared last hold at least until lab time ``time_s`` (s).
+
+        A simulator that has closed a segment says so: :meth:`advance_declared` may then
+        integrate up to ``time_s`` before the next change is known, and no change may be
+        declared before ``time_s``.
+        """
+        t = float(time_s)
+        with self._lock:
+            if not math.isfinite(t) or t < self._changes[-1][0]:
+                raise ValueError(
+                    f"time_s={time_s!r} precedes the latest change of conditions "
+                    f"({self._changes[-1][0]:.6g} s)"
+                )
+            self._held_until = max(self._held_until, t)
 
     def history(self, until_s: float | None = None) -> list[Segment]:
         """The thermal/bath history as segments, the last one ending at ``until_s``."""
@@ -308,14 +326,15 @@ class VirtualSample:
         return None if worker is None else worker.pid
 
     def advance_declared(self) -> float:
-        """Integrate through every segment whose end is declared; return the time reached.
+        """Integrate through every segment whose end is declared (by the next change or by
+        :meth:`hold_until`); return the time reached.
 
         Splits the work only at declared changes, so the field at any later time is the same
         as without this call (a simulator can run it in the background).
         """
         with self._compute:
             with self._lock:
-                target = self._changes[-1][0]
+                target = max(self._changes[-1][0], self._held_until)
             if target > self._t_computed:
                 self.advance_to(target)
             return self._t_computed
