@@ -362,3 +362,15 @@ def test_bad_counts_are_rejected() -> None:
         invert_image(good, good[:, :5], history=HISTORY, temperature_K=T22)
     with pytest.raises(ValueError, match="2-D count image"):
         invert_image(good[0], good[0], history=HISTORY, temperature_K=T22)
+
+
+def test_the_analysis_does_not_import_scipy_stats() -> None:
+    """scipy.stats costs about 1 s of import; the interval's Student-t quantile needs
+    only scipy.special.stdtrit (what scipy.stats.t.ppf evaluates)."""
+    import subprocess
+    import sys
+
+    code = "import sys, lltolab.run_analysis; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "False"

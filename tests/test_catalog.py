@@ -745,3 +745,19 @@ def test_catalog_fault_failed_write_fails_the_run_loudly(tmp_path):
     (uid,) = writer.failed_runs
     kept = read_journal(bad / "journal" / f"{uid}.jsonl")  # nothing lost
     assert [n for n, _ in kept].count("event") == 2 and kept[-1][0] == "stop"
+
+
+def test_the_in_process_catalog_serves_no_prometheus_metrics_a_server_config_does(tmp_path):
+    from lltolab.catalog._tiled_app import build_app, embedded_context
+
+    client = open_catalog(tmp_path / "c")
+    assert client.context.http_client.get("/api/v1/metrics").status_code == 404
+    config = catalog_config(tmp_path / "c", init_if_not_exists=False)
+    assert config["metrics"] == {"prometheus": True}
+    served = embedded_context(build_app(config))
+    try:
+        response = served.http_client.get("/api/v1/metrics")
+        assert response.status_code == 200
+        assert "tiled_request_duration_seconds" in response.text
+    finally:
+        served.close()

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import t as student_t
+from scipy.special import stdtrit
 
 from lltolab.diffusion import BoundaryConductance, BulkDiffusivity
 
@@ -497,7 +497,8 @@ def invert_image(
     cov_rob = h_inv @ meat @ h_inv
     se_model = np.sqrt(np.maximum(np.diag(h_inv), 0))
     se = np.maximum(np.sqrt(np.maximum(np.diag(cov_rob), 0)), se_model)
-    z = float(student_t.ppf(0.5 + 0.5 * level, max(g_used - 1, 1)))
+    # Student's t quantile (what scipy.stats.t.ppf computes, without importing scipy.stats)
+    z = float(stdtrit(max(g_used - 1, 1), 0.5 + 0.5 * level))
     dsd = np.outer(se, se)
     corr_base = cov_rob.copy()
     corr_base[np.diag_indices(len(se))] = se**2

@@ -126,7 +126,8 @@ def _build_local(folder: Path, readable: list[str]) -> Any:
     from tiled.client import from_context
 
     init_catalog(folder)
-    config = catalog_config(folder, readable_storage=readable, init_if_not_exists=False)
+    config = catalog_config(folder, readable_storage=readable, init_if_not_exists=False,
+                            metrics=False)
     try:
         app = build_app(config)
     except (OSError, RuntimeError, ImportError) as exc:  # e.g. a corrupt database
@@ -142,7 +143,7 @@ def _build_readonly(folder: Path, readable: list[str]) -> Any:
     snap, homes = readonly_snapshot(folder)
     readable = move_paths(readable, homes, str(folder))
     config = catalog_config(snap, readable_storage=[str(folder / FILES_DIR), *readable],
-                            init_if_not_exists=False)
+                            init_if_not_exists=False, metrics=False)
     return from_context(embedded_context(build_app(config)))
 
 
