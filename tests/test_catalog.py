@@ -761,3 +761,31 @@ def test_the_in_process_catalog_serves_no_prometheus_metrics_a_server_config_doe
         assert "tiled_request_duration_seconds" in response.text
     finally:
         served.close()
+
+
+def test_stream_closes_are_answered_in_process_only_where_nothing_observes_streams(tmp_path):
+    """tiled looks the node up to tell its streaming cache and webhooks; with neither, the
+    in-process client answers tiled's 200 itself (so even a node that does not exist)."""
+    from lltolab.catalog._tiled_app import build_app, embedded_context
+
+    folder = init_catalog(tmp_path / "c")
+    app = build_app(catalog_config(folder, init_if_not_exists=False, metrics=False))
+    assert app.state.lltolab_streams_observed is False
+    quiet = embedded_context(app)
+    try:
+        response = quiet.http_client.delete("/api/v1/stream/close/no-such-node")
+        assert (response.status_code, response.json()) == (200, None)
+        # the rest still reaches tiled
+        assert quiet.http_client.get("/api/v1/metadata/no-such-node").status_code == 404
+    finally:
+        quiet.close()
+    observed = build_app(catalog_config(folder, init_if_not_exists=False, metrics=False))
+    observed.state.lltolab_streams_observed = True  # as with a streaming cache or webhooks
+    served = embedded_context(observed)
+    try:
+        assert served.http_client.delete("/api/v1/stream/close/no-such-node").status_code == 404
+    finally:
+        served.close()
+    with_hooks = dict(catalog_config(folder, init_if_not_exists=False, metrics=False),
+                      webhooks={"secret_keys": ["x" * 32]})
+    assert build_app(with_hooks).state.lltolab_streams_observed is True
