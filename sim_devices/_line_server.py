@@ -10,6 +10,7 @@ any bytes a callable makes of the reply.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -121,6 +122,8 @@ class LineServer:
         self.drop_connections()
         listener, self._listener = self._listener, None
         if listener is not None:
+            with contextlib.suppress(OSError):  # wakes a waiting accept() at once (Linux)
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         for thread in list(self._threads):
             if thread is not threading.current_thread():

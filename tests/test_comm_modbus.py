@@ -298,3 +298,17 @@ def test_every_exception_code_is_named(code):
         assert f"Modbus exception code {code} ({meaning})" in str(caught.value)
     finally:
         unregister_loop(f"refusing-{code}")
+
+
+def test_closing_a_socket_link_does_not_wait_for_pyserials_reconnect_pause(sim):
+    """pyserial's socket:// close sleeps 0.3 s after closing the socket; that pause runs off
+    the caller's thread, and the port can be opened again at once."""
+    assert sim.url.startswith("socket://")
+    link = ModbusRtuTransport(sim.url, slave_address=1, timeout_s=1.0)
+    assert link.read_value(1, 1) == pytest.approx(22.0)
+    t = time.monotonic()
+    link.close()
+    assert time.monotonic() - t < 0.25
+    assert not link.is_open
+    with ModbusRtuTransport(sim.url, slave_address=1, timeout_s=1.0) as again:
+        assert again.read_value(1, 1) == pytest.approx(22.0)

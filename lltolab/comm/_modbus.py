@@ -75,8 +75,14 @@ def _release_link(link: _Link) -> None:
             return
         _links.pop(link.port, None)
     with link.lock:
-        _close_quietly(link.serial)
-        link.serial = None
+        port, link.serial = link.serial, None
+    if link.port.startswith("socket://"):
+        # pyserial's socket:// handler closes the socket, then sleeps 0.3 s "for quick
+        # reconnects": that wait goes to a thread of its own, not to the caller
+        threading.Thread(target=_close_quietly, args=(port,), name="modbus-socket-close",
+                         daemon=True).start()
+    else:
+        _close_quietly(port)
 
 
 def _close_quietly(port: serial.SerialBase | None) -> None:
