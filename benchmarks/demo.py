@@ -56,6 +56,7 @@ def through_lltolab(folder: Path, n: int) -> tuple[float, float]:
     start_s = time.perf_counter() - t
     try:
         session.RE(count([det1, det2], 5))  # warm-up (waits for the background open)
+        session.lab.sample.wait_worker()  # the twin's worker process has started, not timed
         t = time.perf_counter()
         session.RE(count([det1, det2], n))
         return start_s, time.perf_counter() - t

@@ -150,3 +150,16 @@ def test_ctrl_c_is_left_to_the_parent_and_stop_worker_ends_the_process(
     assert worker_sample.worker_pid is None
     assert _gone(pid)
     worker_sample.stop_worker()  # idempotent
+
+
+def test_wait_worker_tells_when_the_worker_has_built_its_sample() -> None:
+    sample = _sample()
+    assert sample.wait_worker(timeout_s=0.1) is False  # no worker
+    sample.start_worker()
+    try:
+        assert sample.wait_worker(timeout_s=60.0) is True
+        here = _sample()
+        assert np.array_equal(sample.integrate_pieces(_natural(sample), PIECES[:1]),
+                              here.integrate_pieces(_natural(here), PIECES[:1]))
+    finally:
+        sample.stop_worker()

@@ -319,6 +319,13 @@ class VirtualSample:
         if worker is not None:
             worker.close()
 
+    def wait_worker(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the worker process has built its copy of the sample, at most
+        ``timeout_s`` s; False on timeout or when there is no worker. Integrations do not
+        need this (they queue behind the build); a benchmark does, to time without it."""
+        worker = self._worker
+        return worker is not None and worker.wait_ready(timeout_s)
+
     @property
     def worker_pid(self) -> int | None:
         """Process id of the worker, or None when integrating in this process."""

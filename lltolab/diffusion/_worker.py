@@ -74,7 +74,9 @@ class SampleWorker:
         # (still importing, or hung) then never blocks the caller past its timeout
         self._outbox: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # one request at a time
-        threading.Thread(target=_read_replies, args=(self._proc.stdout, self._replies),
+        self._ready = threading.Event()  # the child has built its sample
+        threading.Thread(target=_read_replies,
+                         args=(self._proc.stdout, self._replies, self._ready),
                          name="twin-worker-reader", daemon=True).start()
         threading.Thread(target=_write_requests,
                          args=(self._proc.stdin, self._outbox, self._replies),
@@ -86,6 +88,10 @@ class SampleWorker:
     def pid(self) -> int:
         """Process id of the worker."""
         return self._proc.pid
+
+    def wait_ready(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the worker has built its sample (True), at most ``timeout_s`` s."""
+        return self._ready.wait(timeout_s)
 
     def integrate(self, c: np.ndarray, pieces: list[tuple[float, float, bool]],
                   ) -> tuple[np.ndarray, dict[int, float]]:
@@ -120,14 +126,17 @@ class SampleWorker:
         self._finalizer()
 
 
-def _read_replies(stdout: Any, replies: queue.SimpleQueue) -> None:
+def _read_replies(stdout: Any, replies: queue.SimpleQueue, ready: threading.Event) -> None:
     while True:
         try:
             message = pickle.load(stdout)
         except Exception:  # noqa: BLE001 - EOF or a broken message: the child is lost
             replies.put(("lost", None))
             return
-        replies.put(message)
+        if message[0] == "ready":
+            ready.set()
+        else:
+            replies.put(message)
 
 
 def _write_requests(stdin: Any, outbox: queue.SimpleQueue,
@@ -166,6 +175,8 @@ def _serve(stdin: Any, stdout: Any) -> None:
             return
         if kind == "spec":
             sample = VirtualSample(**payload)
+            pickle.dump(("ready", None), stdout, protocol=_PROTOCOL)
+            stdout.flush()
             continue
         try:
             if sample is None:
