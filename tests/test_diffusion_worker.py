@@ -163,3 +163,17 @@ def test_wait_worker_tells_when_the_worker_has_built_its_sample() -> None:
                               here.integrate_pieces(_natural(here), PIECES[:1]))
     finally:
         sample.stop_worker()
+
+
+def test_a_worker_that_cannot_start_leaves_the_twin_in_this_process(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    sample, here = _sample(), _sample()
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with caplog.at_level(logging.WARNING, logger="lltolab.diffusion"):
+        sample.start_worker()
+    assert sample.worker_pid is None
+    assert any("not started" in r.getMessage() for r in caplog.records)
+    assert np.array_equal(sample.integrate_pieces(_natural(sample), PIECES[:1]),
+                          here.integrate_pieces(_natural(here), PIECES[:1]))
+    with pytest.raises(ValueError, match="timeout_s"):
+        sample.start_worker(timeout_s=0.0)

@@ -300,8 +300,8 @@ class VirtualSample:
     def start_worker(self, *, timeout_s: float = WORKER_TIMEOUT_S) -> None:
         """Integrate from now on in a child process (:class:`lltolab.diffusion.SampleWorker`),
         which keeps the twin's numerics off this process's interpreter lock. Same numbers as
-        in this process; if the child is lost, integration comes back here (with a warning).
-        Idempotent; :meth:`stop_worker` ends it.
+        in this process; if the child cannot be started or is lost, integration stays or
+        comes back here (with a warning). Idempotent; :meth:`stop_worker` ends it.
 
         Parameters
         ----------
@@ -310,7 +310,11 @@ class VirtualSample:
         """
         with self._compute:
             if self._worker is None:
-                self._worker = SampleWorker(self.worker_spec(), timeout_s=timeout_s)
+                try:
+                    self._worker = SampleWorker(self.worker_spec(), timeout_s=timeout_s)
+                except OSError as exc:  # e.g. no interpreter to start (an embedded Python)
+                    logger.warning("twin worker process not started (%s: %s); the twin "
+                                   "integrates in this process", type(exc).__name__, exc)
 
     def stop_worker(self) -> None:
         """End the worker process, if any (idempotent); integration continues here."""

@@ -57,12 +57,19 @@ class SampleWorker:
         Keyword arguments that rebuild the sample (:meth:`VirtualSample.worker_spec`).
     timeout_s : float
         Longest wait for one answer (s).
+
+    Raises
+    ------
+    OSError
+        If the child process cannot be started.
     """
 
     def __init__(self, spec: dict[str, Any], *, timeout_s: float = WORKER_TIMEOUT_S) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0 s, got {timeout_s!r}")
         self.timeout_s = float(timeout_s)
+        if not sys.executable:
+            raise OSError("sys.executable is empty: no Python interpreter to start the worker")
         env = dict(os.environ)
         # the child imports this very copy of lltolab, wherever the parent found it
         here = str(Path(__file__).resolve().parents[2])
