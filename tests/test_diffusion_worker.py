@@ -109,7 +109,6 @@ def test_a_killed_worker_is_reported_and_integration_goes_on_here(
                for r in caplog.records)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP is POSIX")
 def test_a_worker_that_does_not_answer_is_stopped_after_its_timeout(
         caplog: pytest.LogCaptureFixture) -> None:
     # a 10 cm strip: its field (~180 kB) is more than a pipe holds, so the request's write
@@ -137,7 +136,6 @@ def test_a_worker_that_does_not_answer_is_stopped_after_its_timeout(
         sample.stop_worker()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="signals are POSIX")
 def test_ctrl_c_is_left_to_the_parent_and_stop_worker_ends_the_process(
         worker_sample: VirtualSample) -> None:
     pid = worker_sample.worker_pid

@@ -133,6 +133,12 @@ class SampleWorker:
         self._finalizer()
 
 
+def _send(stream: Any, message: tuple[str, Any]) -> None:
+    """One whole message: pickled first, so a pickling error never leaves half of one."""
+    stream.write(pickle.dumps(message, protocol=_PROTOCOL))
+    stream.flush()
+
+
 def _read_replies(stdout: Any, replies: queue.SimpleQueue, ready: threading.Event) -> None:
     while True:
         try:
@@ -150,8 +156,7 @@ def _write_requests(stdin: Any, outbox: queue.SimpleQueue,
                     replies: queue.SimpleQueue) -> None:
     try:
         while (message := outbox.get()) is not None:
-            pickle.dump(message, stdin, protocol=_PROTOCOL)
-            stdin.flush()
+            _send(stdin, message)
     except Exception:  # noqa: BLE001 - a broken pipe: the child is gone
         replies.put(("lost", None))
     finally:
@@ -182,8 +187,7 @@ def _serve(stdin: Any, stdout: Any) -> None:
             return
         if kind == "spec":
             sample = VirtualSample(**payload)
-            pickle.dump(("ready", None), stdout, protocol=_PROTOCOL)
-            stdout.flush()
+            _send(stdout, ("ready", None))
             continue
         try:
             if sample is None:
@@ -195,10 +199,9 @@ def _serve(stdin: Any, stdout: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - the parent re-raises it
             reply = ("error", exc)
         try:
-            pickle.dump(reply, stdout, protocol=_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            pickle.dump(("error", RuntimeError(repr(reply[1]))), stdout, protocol=_PROTOCOL)
-        stdout.flush()
+            _send(stdout, reply)
+        except (pickle.PicklingError, TypeError, AttributeError):  # an unpicklable error
+            _send(stdout, ("error", RuntimeError(repr(reply[1]))))
 
 
 def _main() -> None:
