@@ -4,11 +4,13 @@ Plans append one segment per stretch of known conditions (exchange in the bath, 
 room temperature, cooling, imaging at −110 °C, anneal, storage) by ``abs_set`` on
 ``record.segment``; every image run copies the history so far into its metadata. With a
 ``path`` the history is also written to a JSON file on every change, so a restarted session
-continues the same sample's history.
+continues the same sample's history; :meth:`SampleRecord.archive` ends it for a sample that
+is gone (a simulated lab's), keeping the old history in a file.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -140,8 +142,33 @@ class SampleRecord(Device):
         self.sample_id.put(sample_id)
         self._save()
 
+    def archive(self, folder: str | os.PathLike[str]) -> Path | None:
+        """Move the history to a file in ``folder`` and start it anew, keeping the sample id.
+
+        For a record whose sample is gone (a simulated lab's sample lives only as long as the
+        lab). The file is named after the record's file and the UTC time (``YYYYmmddTHHMMSSZ``);
+        nothing is written, and None is returned, when the history is empty.
+        """
+        history = self.history()
+        if not history:
+            return None
+        stem = self.path.stem if self.path is not None else "sample"
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = Path(folder) / f"{stem}-{stamp}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps({"sample_id": self.sample_id.get(),
+                                      "history": history}, indent=1))
+        self.reset(self.sample_id.get())
+        return target
+
     def _append(self, seg: dict[str, Any]) -> None:
         with self._lock:
+            if self._history and seg["start_s"] < self._history[-1]["end_s"]:
+                last = self._history[-1]
+                raise ValueError(
+                    f"history segment starts at {seg['start_s']} s, before the last one "
+                    f"({last['source']}) ends at {last['end_s']} s: the history runs forward "
+                    "in lab time")
             self._history.append(seg)
             n = len(self._history)
         self.n_segments.put(n)

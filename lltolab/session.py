@@ -266,6 +266,7 @@ def start(
     server = open_catalog(target, api_key=key) if target.is_server else None  # fail early
 
     closers: list[Any] = []
+    new_lab = sim and lab is None
     if sim:
         if export_folder is None:
             export_folder = (target.sim_exports_dir if server is None
@@ -284,6 +285,8 @@ def start(
     record = SampleRecord(name=DeviceName.RECORD, path=sample_record_path(state_dir, sid))
     if sid and sid != record.sample_id.get():
         record.reset(sid)
+    if sim:
+        _match_virtual_sample(record, lab, new_lab, state_dir / "samples" / "archived")
     devices[DeviceName.RECORD] = record
 
     counter = ScanIdCounter(state_dir, floor=(lambda: newest_scan_id(server))
@@ -349,6 +352,27 @@ def use_shell_session(session: Session | None) -> None:
     """Make :func:`start` return ``session`` (``lltolab shell``); None ends that."""
     global _SHELL_SESSION
     _SHELL_SESSION = session
+
+
+def _match_virtual_sample(record: Any, lab: Any, new_lab: bool, archive: Path) -> None:
+    """Start the record anew when its history cannot be the simulated lab's sample's.
+
+    A virtual lab's sample lives as long as the lab: a lab built here holds a new sample at
+    lab time 0, and a lab whose clock is behind the record's last segment holds another one
+    than the record describes. Continuing such a record would give the analyses a thermal
+    history the sample never had. The old history is kept in a file in ``archive``.
+    """
+    history = record.history()
+    if not history:
+        return
+    now_s = float(lab.clock.now())
+    last_s = max(seg["end_s"] for seg in history)
+    if not new_lab and last_s <= now_s:
+        return
+    kept = record.archive(archive)
+    logger.info("sample %s: the simulated lab holds a new sample (lab time %.0f s); the "
+                "previous record (%d segments up to %.0f s lab time) is kept in %s",
+                record.sample_id.get(), now_s, len(history), last_s, kept)
 
 
 def _sim_devices(seed: int, time_scale: float | None, lab: Any,

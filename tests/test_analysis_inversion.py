@@ -216,6 +216,12 @@ def test_equivalent_history_merges_splits_and_fills_gaps() -> None:
     assert st[-1].temperature_K == pytest.approx(473.15, abs=1e-3)
     assert st[-1].duration_s == pytest.approx(800.0)
     assert sum(s.duration_s for s in st) == pytest.approx(1000.0)
+    # in any order, the same stages; overlapping segments are refused, touching ones are not
+    assert equivalent_history(hist[::-1]) == st
+    again = [*hist, {**hist[0], "start_s": 0.0, "end_s": 100.0}]
+    with pytest.raises(ValueError, match=r"overlap: one starts at 0\.0 s before an earlier "
+                       r"one ends at 100\.0 s"):
+        equivalent_history(again)
 
 
 ANNEAL_HISTORY = [*HISTORY,  # an image at -110 °C, then an anneal at 200 °C with ramps

@@ -7,6 +7,7 @@ closed at the end of its test.
 from __future__ import annotations
 
 import gc
+import json
 import time
 
 import pytest
@@ -115,7 +116,9 @@ def test_run_without_sample_id_is_refused_before_any_document(tmp_path):
 
 # --------------------------------------------------------------------------- persistence
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
-def test_scan_id_sample_and_history_survive_a_restart(tmp_path):
+def test_scan_id_and_sample_survive_a_restart_and_a_new_virtual_sample_starts_anew(tmp_path):
+    """A restarted simulated session builds a new virtual lab, whose sample is new: the record
+    keeps the sample id, archives the old history and starts a new one at lab time 0."""
     folder = tmp_path / "catalog"
     first = start(sim=True, catalog=folder, sample_id="LLTO-persist", callbacks=False)
     try:
@@ -132,13 +135,17 @@ def test_scan_id_sample_and_history_survive_a_restart(tmp_path):
         assert second.RE.md["scan_id"] == scan_id
         assert second.RE.md["sample_id"] == "LLTO-persist"
         assert second.record.sample_id.get() == "LLTO-persist"
-        assert second.record.history() == history
+        assert second.record.history() == []
+        (archived,) = (folder / "session" / "samples" / "archived").glob("LLTO-persist-*.json")
+        assert json.loads(archived.read_text()) == {"sample_id": "LLTO-persist",
+                                                    "history": history}
         starts: list[dict] = []
         second.RE.subscribe(lambda name, doc: starts.append(doc) if name == "start" else None)
         second.RE(store(second.devices["clock"], 60.0, record=second.record))
         assert starts[0]["scan_id"] == scan_id + 1
         assert starts[0]["sample_id"] == "LLTO-persist"
-        assert len(second.record.history()) == 3
+        (segment,) = second.record.history()
+        assert segment["start_s"] == 0.0 and segment["end_s"] == 60.0
         # the runs of both sessions are in the catalog
         stored = [second.catalog[-k].metadata["start"]["scan_id"] for k in (1, 2, 3)]
         assert stored == [scan_id + 1, scan_id, scan_id - 1]
@@ -157,6 +164,27 @@ def test_scan_id_sample_and_history_survive_a_restart(tmp_path):
         assert third.RE.md["scan_id"] == scan_id + 1
     finally:
         third.close()
+
+
+def test_a_record_is_kept_for_a_given_lab_whose_clock_is_past_it(tmp_path):
+    from lltolab.devices import SampleRecord
+    from lltolab.session import _match_virtual_sample
+    from lltolab.sim_devices import VirtualLab
+
+    lab = VirtualLab(seed=0, time_scale=None, twin_process=False, export_folder=tmp_path)
+    try:
+        record = SampleRecord(name="record", sample_id="S1", path=tmp_path / "S1.json")
+        record.segment.put({"start_s": 0.0, "end_s": 3600.0, "temperature_K": 295.15,
+                            "location": "storage", "immersed": False, "source": "storage"})
+        lab.clock.wait(3600.0)
+        _match_virtual_sample(record, lab, False, tmp_path / "archived")
+        assert len(record.history()) == 1 and not (tmp_path / "archived").exists()
+        # the same lab built here (a new sample), or a clock behind the record: started anew
+        _match_virtual_sample(record, lab, True, tmp_path / "archived")
+        assert record.history() == []
+        assert len(list((tmp_path / "archived").glob("S1-*.json"))) == 1
+    finally:
+        lab.close()
 
 
 def test_session_context_manager_and_devices(tmp_path):

@@ -181,25 +181,29 @@ def test_suspension_is_in_the_history_at_the_real_stage_temperature(tmp_path) ->
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_lltolab_demo_reproduces_exactly(tmp_path) -> None:
-    """`lltolab demo --seed 3` twice, the second time beside a CPU-bound process."""
-    def demo(folder: Path) -> dict:
+    """`lltolab demo --seed 3` twice into one catalog, the second time beside a CPU-bound
+    process: the second run is a new virtual sample, not a continuation of the first."""
+    folder = tmp_path / "demo"
+
+    def demo(seen: set[str]) -> dict:
         proc = subprocess.run([sys.executable, "-m", "lltolab.cli", "demo", "--json",
                                "--seed", "3", "--catalog", str(folder)],
                               capture_output=True, text=True, timeout=800)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out = json.loads(proc.stdout.strip().splitlines()[-1])
-        counts = hashlib.sha256()
-        for p in sorted(Path(out["exports"]).glob("*.bif6")):
-            counts.update(p.read_bytes())
-        return {"extracted": out["extracted"], "truth": out["truth"], "counts":
-                counts.hexdigest(), "missing": out["missing"]}
+        new = sorted(p for p in Path(out["exports"]).glob("*.bif6") if p.name not in seen)
+        seen.update(p.name for p in new)
+        counts = [hashlib.sha256(p.read_bytes()).hexdigest() for p in new]
+        return {"extracted": out["extracted"], "truth": out["truth"], "counts": counts,
+                "missing": out["missing"], "runs": len(out["runs"])}
 
-    first = demo(tmp_path / "a")
+    seen: set[str] = set()
+    first = demo(seen)
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        second = demo(tmp_path / "b")
+        second = demo(seen)
     finally:
         burner.kill()
         burner.wait(timeout=10)
     assert second == first
-    assert first["missing"] == {}
+    assert first["missing"] == {} and len(first["counts"]) == 4

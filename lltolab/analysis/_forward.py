@@ -44,6 +44,8 @@ _C_OLD = (1.0 - _GAMMA) ** 2 / (_GAMMA * (2.0 - _GAMMA))
 _RATIO_BAND = math.log(1.25)
 _PHI_STEP = 0.25
 _PHI_COLUMNS = 128
+_OVERLAP_TOLERANCE_S = 1e-6
+"""Overlap (s) of consecutive history segments still taken as touching (float rounding)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def equivalent_history(
         D*_bulk(T) and k(T) (the twin's defaults).
     gap_temperature_K : float
         Temperature (K) assumed for unrecorded gaps between segments (sealed, on the bench).
+        Segments may come in any order but must not overlap (ValueError).
     ramp_pieces : int
         Ramps are split into this many constant pieces (at their mid temperatures) before
         merging.
@@ -165,6 +168,11 @@ def equivalent_history(
     pieces: list[tuple[float, float, bool]] = []  # (duration, T, immersed)
     t_prev: float | None = None
     for start, end, temps, imm in segs:
+        if t_prev is not None and start < t_prev - _OVERLAP_TOLERANCE_S:
+            raise ValueError(
+                f"thermal history segments overlap: one starts at {start} s before an "
+                f"earlier one ends at {t_prev} s (a sample's history runs forward in lab "
+                "time; a record that was continued by another sample?)")
         if t_prev is not None and start > t_prev:
             pieces.append((start - t_prev, float(gap_temperature_K), False))
         start = start if t_prev is None else max(start, t_prev)
