@@ -189,3 +189,21 @@ def test_a_held_segment_is_integrated_before_the_next_change_with_the_same_numbe
         held.hold_until(9 * 3600)
     held.set_environment(11 * 3600, temperature_K=T200, immersed=False)
     assert np.array_equal(held.field(13 * 3600), reference)
+
+
+def test_the_quench_after_an_anneal_reuses_its_factorization() -> None:
+    """The workflow's cycle (exchange, quench, cold stage, storage, anneal, quench again):
+    the second quench reuses the first one's factorized step matrix, with the same field as
+    an integrator that keeps fewer and factorizes it again."""
+    quench = [(15.0, 266.7, False), (15.0, 225.3, False), (100.0, 165.3, False)]
+    cycle = [[(5 * 3600.0, T22, True)], quench, [(3600.0, 163.15, False)],
+             [(530.0, 294.2, False)], [(2 * 3600.0, T200, False)], quench]
+    kept = _small_sample()
+    fewer = _small_sample()
+    fewer._integrator._cache_size = 2
+    c_kept, c_fewer = kept._c, fewer._c
+    for pieces in cycle:
+        c_kept = kept.integrate_pieces(c_kept, pieces)
+        c_fewer = fewer.integrate_pieces(c_fewer, pieces)
+    assert np.array_equal(c_kept, c_fewer)
+    assert fewer._integrator.factorizations == kept._integrator.factorizations + 1
