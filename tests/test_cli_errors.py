@@ -339,7 +339,7 @@ def test_internal_error_is_one_line_and_the_traceback_needs_debug(monkeypatch, c
     def broken(args):
         raise TypeError("unsupported format string passed to NoneType.__format__")
 
-    monkeypatch.setattr(cli, "_demo", broken)
+    monkeypatch.setattr(cli, "demo_command", broken)
     assert cli.main(["demo", "--catalog", str(tmp_path / "c")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and "Traceback" not in err

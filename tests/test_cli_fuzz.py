@@ -38,7 +38,7 @@ OPTIONS = {
     "shell": ["--sim", "--config", "--catalog", "--sample-id"],
     "sim serve": ["--json", "--time-scale", "--seed", "--exports"],
 }
-STUBBED = {"demo": "_demo", "shell": "_shell", "sim serve": "_sim_serve"}
+STUBBED = {"demo": "demo_command", "shell": "shell_command", "sim serve": "sim_serve_command"}
 #: outcomes per command, reported by the test at the end of the module
 OUTCOMES: Counter[tuple[str, int]] = Counter()
 #: what the exit-2 messages were about (all commands)
