@@ -146,8 +146,9 @@ class SampleRecord(Device):
         """Move the history to a file in ``folder`` and start it anew, keeping the sample id.
 
         For a record whose sample is gone (a simulated lab's sample lives only as long as the
-        lab). The file is named after the record's file and the UTC time (``YYYYmmddTHHMMSSZ``);
-        nothing is written, and None is returned, when the history is empty.
+        lab). The file is named after the record's file and the UTC time to the microsecond
+        (``S1-20261202T144906595384Z.json``); nothing is written, and None is returned, when
+        the history is empty.
         """
         history = self.history()
         if not history:
