@@ -23,7 +23,7 @@ from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import Status
 
-from lltolab.vocabulary import SEGMENT_KEYS
+from lltolab.vocabulary import SEGMENT_KEYS, SEGMENT_OVERLAP_S
 
 __all__ = ["SampleRecord", "SEGMENT_KEYS"]
 
@@ -156,30 +156,31 @@ class SampleRecord(Device):
         stem = self.path.stem if self.path is not None else "sample"
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = Path(folder) / f"{stem}-{stamp}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps({"sample_id": self.sample_id.get(),
-                                      "history": history}, indent=1))
+        self._write(target, history)
         self.reset(self.sample_id.get())
         return target
 
     def _append(self, seg: dict[str, Any]) -> None:
         with self._lock:
-            if self._history and seg["start_s"] < self._history[-1]["end_s"]:
-                last = self._history[-1]
+            last = self._history[-1] if self._history else None
+            if last is not None and seg["start_s"] < last["end_s"] - SEGMENT_OVERLAP_S:
                 raise ValueError(
                     f"history segment starts at {seg['start_s']} s, before the last one "
                     f"({last['source']}) ends at {last['end_s']} s: the history runs forward "
-                    "in lab time")
+                    f"in lab time (overlaps up to {SEGMENT_OVERLAP_S} s are clock steps)")
             self._history.append(seg)
             n = len(self._history)
         self.n_segments.put(n)
         self._save()
 
     def _save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"sample_id": self.sample_id.get(),
-                                   "history": self.history()}, indent=1))
-        os.replace(tmp, self.path)
+        if self.path is not None:
+            self._write(self.path, self.history())
+
+    def _write(self, path: Path, history: list[dict[str, Any]]) -> None:
+        """The record as JSON in ``path``, written whole (a temporary file, then renamed)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"sample_id": self.sample_id.get(), "history": history},
+                                  indent=1))
+        os.replace(tmp, path)

@@ -33,6 +33,7 @@ __all__ = [
     "SAMPLE_LOCATIONS",
     "SegmentSource",
     "SEGMENT_KEYS",
+    "SEGMENT_OVERLAP_S",
     "WARM_SOURCES",
     "ROOM_K",
     "QUENCH_K",
@@ -130,6 +131,11 @@ SEGMENT_KEYS: Final = ("start_s", "end_s", "temperature_K", "location", "immerse
 """Keys of one thermal-history segment: lab times (s), temperature (K, or [start, end] for a
 ramp), location (:data:`SAMPLE_LOCATIONS`, or ``"origin->destination"`` for a transfer), bath
 immersion (bool), and the :class:`SegmentSource` that recorded it."""
+SEGMENT_OVERLAP_S: Final = 1.0
+"""Longest overlap (s) of a thermal-history segment with the one before that is still taken as
+touching: the real lab's clock is Unix time, which a time-server correction can step back by
+a fraction of a second between two readings. A longer overlap is refused (the record of
+another sample, or of a restarted simulated lab)."""
 
 WARM_SOURCES: Final = (SegmentSource.ISOTOPE_EXCHANGE, SegmentSource.ANNEAL,
                        SegmentSource.STORE)

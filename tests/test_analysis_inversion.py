@@ -218,6 +218,8 @@ def test_equivalent_history_merges_splits_and_fills_gaps() -> None:
     assert sum(s.duration_s for s in st) == pytest.approx(1000.0)
     # in any order, the same stages; overlapping segments are refused, touching ones are not
     assert equivalent_history(hist[::-1]) == st
+    stepped = [hist[0], {**hist[1], "start_s": 99.6}]  # a clock step back: clipped
+    assert sum(s.duration_s for s in equivalent_history(stepped)) == pytest.approx(160.0)
     again = [*hist, {**hist[0], "start_s": 0.0, "end_s": 100.0}]
     with pytest.raises(ValueError, match=r"overlap: one starts at 0\.0 s before an earlier "
                        r"one ends at 100\.0 s"):

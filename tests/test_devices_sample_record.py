@@ -33,8 +33,13 @@ def test_a_segment_that_starts_before_the_last_one_ends_is_refused(tmp_path) -> 
     with pytest.raises(ValueError, match=r"starts at 10\.0 s, before the last one "
                        r"\(transfer\) ends at 3600\.0 s"):
         record.segment.put(_seg(10.0, 20.0))
+    with pytest.raises(ValueError, match="starts at 3598.5 s"):  # more than a clock step
+        record.segment.put(_seg(3598.5, 3700.0))
     assert len(record.history()) == 2
     assert len(json.loads(path.read_text())["history"]) == 2  # nothing half-written
+    # a Unix clock stepped back by a time server between two readings: still accepted
+    record.segment.put(_seg(3599.7, 3700.0))
+    assert len(record.history()) == 3
 
 
 def test_archive_moves_the_history_out_and_keeps_the_id(tmp_path) -> None:

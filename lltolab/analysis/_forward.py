@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from lltolab.diffusion import T_ROOM_K, BoundaryConductance, BulkDiffusivity, FVNetwork
+from lltolab.vocabulary import SEGMENT_OVERLAP_S
 
 __all__ = ["HeatStage", "equivalent_history", "ImageForwardModel", "resolve_workers",
            "staircase_factors"]
@@ -44,8 +45,6 @@ _C_OLD = (1.0 - _GAMMA) ** 2 / (_GAMMA * (2.0 - _GAMMA))
 _RATIO_BAND = math.log(1.25)
 _PHI_STEP = 0.25
 _PHI_COLUMNS = 128
-_OVERLAP_TOLERANCE_S = 1e-6
-"""Overlap (s) of consecutive history segments still taken as touching (float rounding)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,9 @@ def equivalent_history(
         D*_bulk(T) and k(T) (the twin's defaults).
     gap_temperature_K : float
         Temperature (K) assumed for unrecorded gaps between segments (sealed, on the bench).
-        Segments may come in any order but must not overlap (ValueError).
+        Segments may come in any order; one that overlaps the one before by more than
+        :data:`lltolab.vocabulary.SEGMENT_OVERLAP_S` is refused (ValueError), a shorter
+        overlap is clipped.
     ramp_pieces : int
         Ramps are split into this many constant pieces (at their mid temperatures) before
         merging.
@@ -168,7 +169,7 @@ def equivalent_history(
     pieces: list[tuple[float, float, bool]] = []  # (duration, T, immersed)
     t_prev: float | None = None
     for start, end, temps, imm in segs:
-        if t_prev is not None and start < t_prev - _OVERLAP_TOLERANCE_S:
+        if t_prev is not None and start < t_prev - SEGMENT_OVERLAP_S:
             raise ValueError(
                 f"thermal history segments overlap: one starts at {start} s before an "
                 f"earlier one ends at {t_prev} s (a sample's history runs forward in lab "
