@@ -29,8 +29,9 @@ from lltolab.analysis import (
 from lltolab.diffusion import BulkDiffusivity
 from lltolab.vocabulary import ROOM_K, WARM_SOURCES, DataKey, DeviceName, PlanName, SegmentSource
 
-__all__ = ["analyze_image_run_in_background", "analyze_runs", "invert_run_in_background",
-           "load_image", "load_profile", "represented_temperature_K"]
+__all__ = ["LoadedImage", "analyze_image_run_in_background", "analyze_runs",
+           "invert_run_in_background", "load_image", "load_image_run_in_background",
+           "load_profile", "represented_temperature_K"]
 
 PREPARED_TIMEOUT_S = 600.0
 """Longest wait (s) for an image analysis started in the background."""
@@ -41,8 +42,9 @@ SAMPLE_EXTENT_CM = (-0.1, 0.9)
 """x extent of the sample strip (cm): 1 mm immersed, 9 mm above the liquid level."""
 
 
-def _config(run: Any, device: str, key: str, default: Any = None) -> Any:
-    conf = run["primary"].metadata.get("configuration", {}).get(device, {})
+def _config(stream: Any, device: str, key: str, default: Any = None) -> Any:
+    """A device's configuration value, from the metadata the stream's lookup brought."""
+    conf = stream.metadata.get("configuration", {}).get(device, {})
     return conf.get("data", {}).get(key, default)
 
 
@@ -59,8 +61,22 @@ def _warm_time_s(history: Sequence[dict[str, Any]], source: str) -> float:
 
 
 def _last_event(stream: Any, key: str) -> np.ndarray:
-    """The last event's value of one data key (only that column is read from the catalog)."""
-    return np.asarray(stream[key].read())[-1]
+    """The last event's value of one data key (only that key is read from the catalog).
+
+    An array-valued key is a node of its own under the stream, found with one lookup; the
+    stream's flat view, which also finds the columns of its event table, costs two listings
+    of the stream per key, so it is the fallback.
+    """
+    base = getattr(stream, "base", None)
+    node = None
+    if base is not None:
+        try:
+            node = base[key]
+        except KeyError:
+            node = None
+    if node is None:
+        node = stream[key]
+    return np.asarray(node.read())[-1]
 
 
 def load_image(run: Any) -> dict[str, Any]:
@@ -68,10 +84,10 @@ def load_image(run: Any) -> dict[str, Any]:
     stream = run["primary"]
     i6 = _last_event(stream, DataKey.LI6_COUNTS)
     i7 = _last_event(stream, DataKey.LI7_COUNTS)
-    fov = (float(_config(run, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_X_UM, 500.0)),
-           float(_config(run, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_Y_UM, 200.0)))
+    fov = (float(_config(stream, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_X_UM, 500.0)),
+           float(_config(stream, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_Y_UM, 200.0)))
     ny, nx = i6.shape
-    return {"i6": i6, "i7": i7, "n_pulses": int(_config(run, DeviceName.SIMS,
+    return {"i6": i6, "i7": i7, "n_pulses": int(_config(stream, DeviceName.SIMS,
                                                                 DataKey.PULSES_PER_PIXEL)),
             "pixel_um": (fov[0] / nx, fov[1] / ny)}
 
@@ -198,9 +214,13 @@ def _image_result(img: dict[str, Any], start: Mapping[str, Any],
     return res
 
 
-def _image_run(catalog: Any, ref: str | int,
-               wait_for: Callable[[], object] | None) -> tuple[Any, Mapping[str, Any]]:
-    """A stored image run and its start document (after ``wait_for``)."""
+LoadedImage = tuple[Mapping[str, Any], dict[str, Any]]
+"""A stored image run as read once: its start document and :func:`load_image`'s dict."""
+
+
+def _load_image_run(catalog: Any, ref: str | int,
+                    wait_for: Callable[[], object] | None) -> LoadedImage:
+    """A stored image run's start document and image (read after ``wait_for``)."""
     if wait_for is not None:
         wait_for()
     run = _run(catalog, ref)
@@ -208,7 +228,7 @@ def _image_run(catalog: Any, ref: str | int,
     if start.get("plan_name") != PlanName.SIMS_IMAGE:
         raise ValueError(f"run {ref!r} is a {start.get('plan_name')!r} run, not a "
                          f"{PlanName.SIMS_IMAGE} run")
-    return run, start
+    return start, load_image(run)
 
 
 def _in_background(work: Callable[[], Any], name: str) -> Future[Any]:
@@ -224,23 +244,51 @@ def _in_background(work: Callable[[], Any], name: str) -> Future[Any]:
     return future
 
 
+def load_image_run_in_background(
+    catalog: Any, ref: str | int, *, wait_for: Callable[[], object] | None = None,
+) -> Future[LoadedImage]:
+    """Start reading one stored image run in a thread of its own.
+
+    For analyses of one run that should share one read of it: pass the returned future as
+    ``loaded`` to :func:`analyze_image_run_in_background` and :func:`invert_run_in_background`.
+    ``wait_for`` is called on the background thread before the run is read (as there).
+
+    Returns
+    -------
+    concurrent.futures.Future
+        Resolves to (start document, :func:`load_image`'s dict), or to the error raised
+        (``ValueError`` for a run that is not a ``sims_image`` run).
+    """
+    return _in_background(lambda: _load_image_run(catalog, ref, wait_for),
+                          "lltolab-image-read")
+
+
+def _loaded(catalog: Any, ref: str | int, wait_for: Callable[[], object] | None,
+            loaded: Future[LoadedImage] | None) -> LoadedImage:
+    if loaded is not None:
+        return loaded.result(timeout=PREPARED_TIMEOUT_S)
+    return _load_image_run(catalog, ref, wait_for)
+
+
 def analyze_image_run_in_background(
     catalog: Any, ref: str | int, *, figures_dir: str | Path | None = None,
     micrograph: str | Path | np.ndarray | None = None, bulk: BulkDiffusivity | None = None,
     wait_for: Callable[[], object] | None = None,
+    loaded: Future[LoadedImage] | None = None,
 ) -> Future[dict[str, Any]]:
     """Start the boundary-step analysis of one stored image run in a thread of its own.
 
     The counterpart of :func:`invert_run_in_background` for the paper's method: pass the
     returned future to :func:`analyze_runs` as ``image_results={uid: future}``; it resolves
     to the result dict that :func:`analyze_runs` reports for that run (figures written).
+    ``loaded``: the run as :func:`load_image_run_in_background` reads it; then it is not
+    read again (``catalog``, ``ref`` and ``wait_for`` are not used).
     """
     bulk = bulk or BulkDiffusivity.paper_default()
 
     def work() -> dict[str, Any]:
-        run, start = _image_run(catalog, ref, wait_for)
-        return _image_result(load_image(run), start, _micrograph(micrograph), bulk,
-                             figures_dir)
+        start, img = _loaded(catalog, ref, wait_for, loaded)
+        return _image_result(img, start, _micrograph(micrograph), bulk, figures_dir)
 
     return _in_background(work, "lltolab-image-analysis")
 
@@ -264,7 +312,7 @@ def _invert(img: dict[str, Any], history: Sequence[dict[str, Any]], temp: float,
 def invert_run_in_background(
     catalog: Any, ref: str | int, *, micrograph: str | Path | np.ndarray | None = None,
     bulk: BulkDiffusivity | None = None, wait_for: Callable[[], object] | None = None,
-    workers: int | None = 1,
+    workers: int | None = 1, loaded: Future[LoadedImage] | None = None,
 ) -> Future[Any]:
     """Start the model-based inversion of one stored image run in a thread of its own.
 
@@ -276,7 +324,9 @@ def invert_run_in_background(
     session.writer.wait_stored(uid)`` for a run whose documents are still on their way to
     the catalog. ``workers``: threads of the forward model (``invert_image``); the default 1
     leaves the other core to the acquisition this runs beside (None: as many as the cores
-    allow, up to 2). The estimates do not depend on it.
+    allow, up to 2). The estimates do not depend on it. ``loaded``: the run as
+    :func:`load_image_run_in_background` reads it, shared with the run's boundary-step
+    analysis; then it is not read again (``catalog``, ``ref`` and ``wait_for`` are not used).
 
     Returns
     -------
@@ -286,8 +336,7 @@ def invert_run_in_background(
     bulk = bulk or BulkDiffusivity.paper_default()
 
     def work() -> Any:
-        run, start = _image_run(catalog, ref, wait_for)
-        img = load_image(run)
+        start, img = _loaded(catalog, ref, wait_for, loaded)
         history = start.get("thermal_history", [])
         return _invert(img, history, represented_temperature_K(history),
                        _matching(_micrograph(micrograph), img["i6"].shape), bulk, workers)

@@ -86,3 +86,58 @@ def test_image_analysis_in_the_background_is_what_analyze_runs_reports(imaged) -
     assert same["median_dgb_over_delta_cm_s"] is not None and same["boundaries"]
     assert {p.split("/")[-1] for p in early_res["figures"]} == \
         {p.split("/")[-1] for p in again["figures"]}
+
+
+def test_one_read_serves_the_analysis_and_the_inversion(imaged) -> None:
+    """``load_image_run_in_background`` reads a stored image run once; the boundary-step
+    analysis and the inversion given it as ``loaded`` use that read and never the catalog
+    (here they are given none), and the analysis is what analyze_runs computes itself."""
+    from concurrent.futures import Future
+
+    from lltolab.run_analysis import (
+        analyze_image_run_in_background,
+        invert_run_in_background,
+        load_image,
+        load_image_run_in_background,
+    )
+
+    s, uid, folder = imaged
+    loaded = load_image_run_in_background(
+        s.catalog, uid, wait_for=lambda: s.writer.wait_stored(uid, timeout_s=120.0))
+    start, img = loaded.result(timeout=120)
+    assert start["uid"] == uid
+    direct = load_image(s.catalog[uid])
+    assert set(img) == set(direct) and img["n_pulses"] == direct["n_pulses"] > 0
+    assert img["pixel_um"] == direct["pixel_um"]
+    assert (img["i6"] == direct["i6"]).all() and (img["i7"] == direct["i7"]).all()
+    assert img["i6"].shape == (206, 512) and img["i6"].sum() > 0
+
+    res = analyze_image_run_in_background(None, "not read", loaded=loaded,
+                                          figures_dir=folder / "shared").result(timeout=300)
+    (again,) = analyze_runs(s.catalog, [uid], invert=False)
+    assert res["uid"] == uid
+    assert {k: v for k, v in res.items() if k != "figures"} == \
+        {k: v for k, v in again.items() if k != "figures"}
+
+    failed: Future = Future()
+    failed.set_exception(ValueError("run 'x' is a 'count' run, not a sims_image run"))
+    inv = invert_run_in_background(None, "not read", loaded=failed)
+    assert "not a sims_image run" in str(inv.exception(timeout=60))
+    wrong = load_image_run_in_background(s.catalog, "no-such-run")
+    assert wrong.exception(timeout=60) is not None
+
+
+def test_last_event_reads_array_nodes_and_event_table_columns(imaged) -> None:
+    """An array-valued data key is read from its own node, a scalar one from the stream's
+    event table: both give the last event's value."""
+    from lltolab.run_analysis import _last_event
+    from lltolab.vocabulary import DataKey
+
+    s, uid, _ = imaged
+    assert s.writer.wait_stored(uid, timeout_s=120.0)
+    stream = s.catalog[uid]["primary"]
+    counts = _last_event(stream, DataKey.LI6_COUNTS)
+    assert counts.shape == (206, 512)
+    scalar = _last_event(stream, "seq_num")
+    assert scalar.shape == () and int(scalar) == 1
+    assert (counts == stream[DataKey.LI6_COUNTS].read()[-1]).all()

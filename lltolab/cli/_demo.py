@@ -92,8 +92,9 @@ class _EarlyAnalyses:
     """RunEngine callback: at the stop of each successful image run, start its boundary-step
     analysis in the background, and for the first one its inversion too
     (:func:`lltolab.run_analysis.analyze_image_run_in_background`,
-    :func:`lltolab.run_analysis.invert_run_in_background`); each reads its run once the
-    catalog writer has stored it."""
+    :func:`lltolab.run_analysis.invert_run_in_background`), which share one read of the run
+    (:func:`lltolab.run_analysis.load_image_run_in_background`) once the catalog writer has
+    stored it."""
 
     def __init__(self, catalog: object, micrograph: object, writer: object,
                  figures: object) -> None:
@@ -123,18 +124,21 @@ class _EarlyAnalyses:
             from lltolab.run_analysis import (  # noqa: PLC0415
                 analyze_image_run_in_background,
                 invert_run_in_background,
+                load_image_run_in_background,
             )
 
             def stored() -> None:
                 self.writer.wait_stored(uid)  # type: ignore[attr-defined]
 
+            # one read of the stored run serves its analysis and its inversion
+            loaded = load_image_run_in_background(self.catalog, uid, wait_for=stored)
             self.image_results[uid] = analyze_image_run_in_background(
                 self.catalog, uid, figures_dir=self.figures,  # type: ignore[arg-type]
-                micrograph=self.micrograph, wait_for=stored)  # type: ignore[arg-type]
+                micrograph=self.micrograph, loaded=loaded)  # type: ignore[arg-type]
             if not self.futures:
                 self.futures[uid] = invert_run_in_background(
                     self.catalog, uid, micrograph=self.micrograph,  # type: ignore[arg-type]
-                    wait_for=stored)
+                    loaded=loaded)
 
 
 def _init_quietly(folder: object) -> None:
