@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -29,9 +30,9 @@ from lltolab.analysis import (
 from lltolab.diffusion import BulkDiffusivity
 from lltolab.vocabulary import ROOM_K, WARM_SOURCES, DataKey, DeviceName, PlanName, SegmentSource
 
-__all__ = ["LoadedImage", "analyze_image_run_in_background", "analyze_runs",
-           "invert_run_in_background", "load_image", "load_image_run_in_background",
-           "load_profile", "represented_temperature_K"]
+__all__ = ["LoadedImage", "analyze_image_run_in_background", "analyze_loaded_image",
+           "analyze_runs", "invert_run_in_background", "load_image", "load_image_documents",
+           "load_image_run_in_background", "load_profile", "represented_temperature_K"]
 
 PREPARED_TIMEOUT_S = 600.0
 """Longest wait (s) for an image analysis started in the background."""
@@ -42,10 +43,8 @@ SAMPLE_EXTENT_CM = (-0.1, 0.9)
 """x extent of the sample strip (cm): 1 mm immersed, 9 mm above the liquid level."""
 
 
-def _config(stream: Any, device: str, key: str, default: Any = None) -> Any:
-    """A device's configuration value, from the metadata the stream's lookup brought."""
-    conf = stream.metadata.get("configuration", {}).get(device, {})
-    return conf.get("data", {}).get(key, default)
+LoadedImage = tuple[Mapping[str, Any], dict[str, Any]]
+"""A stored image run as read once: its start document and :func:`load_image`'s dict."""
 
 
 def represented_temperature_K(history: Sequence[dict[str, Any]]) -> float:
@@ -82,14 +81,63 @@ def _last_event(stream: Any, key: str) -> np.ndarray:
 def load_image(run: Any) -> dict[str, Any]:
     """Counts, pulses and pixel pitch of a ``sims_image`` run."""
     stream = run["primary"]
-    i6 = _last_event(stream, DataKey.LI6_COUNTS)
-    i7 = _last_event(stream, DataKey.LI7_COUNTS)
-    fov = (float(_config(stream, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_X_UM, 500.0)),
-           float(_config(stream, DeviceName.SIMS, DataKey.FIELD_OF_VIEW_Y_UM, 200.0)))
+    return _image(_last_event(stream, DataKey.LI6_COUNTS), _last_event(stream, DataKey.LI7_COUNTS),
+                  stream.metadata.get("configuration", {}))
+
+
+def _image(i6: np.ndarray, i7: np.ndarray, configuration: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`load_image`'s dict from the counts and the primary stream's configuration."""
+    conf = configuration.get(DeviceName.SIMS, {}).get("data", {})
+    fov_um = (float(conf.get(DataKey.FIELD_OF_VIEW_X_UM, 500.0)),
+              float(conf.get(DataKey.FIELD_OF_VIEW_Y_UM, 200.0)))
     ny, nx = i6.shape
-    return {"i6": i6, "i7": i7, "n_pulses": int(_config(stream, DeviceName.SIMS,
-                                                                DataKey.PULSES_PER_PIXEL)),
-            "pixel_um": (fov[0] / nx, fov[1] / ny)}
+    return {"i6": i6, "i7": i7, "n_pulses": int(conf.get(DataKey.PULSES_PER_PIXEL)),
+            "pixel_um": (fov_um[0] / nx, fov_um[1] / ny)}
+
+
+def load_image_documents(documents: Sequence[tuple[str, Mapping[str, Any]]]) -> LoadedImage:
+    """A ``sims_image`` run's start document and image from its documents, as emitted.
+
+    For a run that the catalog may not hold yet (e.g. in a RunEngine callback at its stop
+    document): the counts are read from the HDF5 asset files named by the run's
+    StreamResource documents, the files the catalog serves them from, and the configuration
+    from its primary descriptor. Only start, descriptor and stream_resource documents are
+    used. The result equals what :func:`load_image_run_in_background` reads from the catalog.
+
+    Raises
+    ------
+    ValueError
+        Not a ``sims_image`` run, or no primary descriptor or no asset of the counts.
+    """
+    start: Mapping[str, Any] | None = None
+    configuration: Mapping[str, Any] | None = None
+    resources: dict[str, Mapping[str, Any]] = {}
+    for name, doc in documents:
+        if name == "start":
+            start = doc
+        elif name == "descriptor" and doc.get("name") == "primary" and configuration is None:
+            configuration = doc.get("configuration", {})
+        elif name == "stream_resource":
+            resources[doc["data_key"]] = doc  # the last asset of a key holds the last frame
+    if start is None or start.get("plan_name") != PlanName.SIMS_IMAGE:
+        plan = None if start is None else start.get("plan_name")
+        raise ValueError(f"the documents are of a {plan!r} run, not a {PlanName.SIMS_IMAGE} run")
+    keys = (DataKey.LI6_COUNTS, DataKey.LI7_COUNTS)
+    missing = [k for k in keys if k not in resources]
+    if configuration is None or missing:
+        raise ValueError(f"run {start['uid']}: its documents lack "
+                         f"{'the primary descriptor' if configuration is None else missing}")
+    i6, i7 = (_asset_frame(resources[k]) for k in keys)
+    return start, _image(i6, i7, configuration)
+
+
+def _asset_frame(resource: Mapping[str, Any]) -> np.ndarray:
+    """The last frame of the dataset a StreamResource document names (a local HDF5 file)."""
+    import h5py  # noqa: PLC0415 - only this reading path needs it
+
+    url = urlparse(resource["uri"])
+    with h5py.File(Path(unquote(url.path)), "r") as f:
+        return np.asarray(f[resource["parameters"]["dataset"]][-1])
 
 
 def load_profile(run: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -214,10 +262,6 @@ def _image_result(img: dict[str, Any], start: Mapping[str, Any],
     return res
 
 
-LoadedImage = tuple[Mapping[str, Any], dict[str, Any]]
-"""A stored image run as read once: its start document and :func:`load_image`'s dict."""
-
-
 def _load_image_run(catalog: Any, ref: str | int,
                     wait_for: Callable[[], object] | None) -> LoadedImage:
     """A stored image run's start document and image (read after ``wait_for``)."""
@@ -261,6 +305,22 @@ def load_image_run_in_background(
     """
     return _in_background(lambda: _load_image_run(catalog, ref, wait_for),
                           "lltolab-image-read")
+
+
+def analyze_loaded_image(
+    loaded: LoadedImage, *, figures_dir: str | Path | None = None,
+    micrograph: str | Path | np.ndarray | None = None, bulk: BulkDiffusivity | None = None,
+) -> dict[str, Any]:
+    """The boundary-step analysis of an image run already read (figures written).
+
+    ``loaded`` is what :func:`load_image_documents` or :func:`load_image_run_in_background`
+    gives; the result is the dict :func:`analyze_runs` reports for that run (pass it there in
+    ``image_results``). A module-level function of picklable arguments, so that it can run in
+    a worker process (``concurrent.futures.ProcessPoolExecutor``).
+    """
+    start, img = loaded
+    return _image_result(img, start, _micrograph(micrograph),
+                         bulk or BulkDiffusivity.paper_default(), figures_dir)
 
 
 def _loaded(catalog: Any, ref: str | int, wait_for: Callable[[], object] | None,

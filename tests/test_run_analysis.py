@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
@@ -31,7 +33,8 @@ def test_background_inversion_and_analysis_refuse_a_run_that_is_not_an_image(tmp
 @pytest.fixture(scope="module")
 def imaged(tmp_path_factory):
     """A session that exchanged 6 h and took one image (allowed unfrozen), and its uid; the
-    image's documents may still be on their way to the catalog."""
+    image's documents (kept as ``s.image_documents``) may still be on their way to the
+    catalog."""
     from lltolab.session import start
 
     folder = tmp_path_factory.mktemp("imaged")
@@ -40,8 +43,12 @@ def imaged(tmp_path_factory):
         s.RE(plans.isotope_exchange(dv["cell"], dv["handler"], dv["clock"],
                                     duration_s=6 * 3600.0, record=s.record))
         s.RE.catalog_flush = None  # the call returns before the run is stored
+        docs: list = []
+        token = s.RE.subscribe(lambda name, doc: docs.append((name, doc)))
         (uid,) = s.RE(plans.sims_image(dv["sims"], dv["stage"], dv["clock"], acquisition_s=60.0,
                                        allow_unfrozen=True))
+        s.RE.unsubscribe(token)
+        s.image_documents = docs
         yield s, uid, folder
     close_catalogs()
 
@@ -141,3 +148,52 @@ def test_last_event_reads_array_nodes_and_event_table_columns(imaged) -> None:
     scalar = _last_event(stream, "seq_num")
     assert scalar.shape == () and int(scalar) == 1
     assert (counts == stream[DataKey.LI6_COUNTS].read()[-1]).all()
+
+
+def test_an_image_run_read_from_its_documents_is_what_the_catalog_holds(imaged) -> None:
+    """load_image_documents (counts from the HDF5 assets the StreamResource documents name,
+    configuration from the descriptor) gives the catalog's start document and image; the
+    analysis of it in a spawned worker process is what analyze_runs reports."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lltolab.run_analysis import (
+        analyze_loaded_image,
+        load_image,
+        load_image_documents,
+    )
+
+    s, uid, folder = imaged
+    assert s.writer.wait_stored(uid, timeout_s=120.0)
+    start, img = load_image_documents(s.image_documents)
+    stored = s.catalog[uid]
+    direct = load_image(stored)
+    assert start["uid"] == uid
+    for key in ("uid", "scan_id", "plan_name", "thermal_history", "sample_id"):
+        assert start.get(key) == stored.metadata["start"].get(key), key
+    assert img["n_pulses"] == direct["n_pulses"] and img["pixel_um"] == direct["pixel_um"]
+    assert img["i6"].dtype == direct["i6"].dtype
+    assert (img["i6"] == direct["i6"]).all() and (img["i7"] == direct["i7"]).all()
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        res = pool.submit(analyze_loaded_image, (start, img),
+                          figures_dir=folder / "process").result(timeout=300)
+    (again,) = analyze_runs(s.catalog, [uid], invert=False)
+    assert {k: v for k, v in res.items() if k != "figures"} == \
+        {k: v for k, v in again.items() if k != "figures"}
+    assert res["figures"] and all(Path(f).is_file() for f in res["figures"])
+
+
+def test_load_image_documents_names_what_is_missing(imaged) -> None:
+    from lltolab.run_analysis import load_image_documents
+
+    s, uid, _ = imaged
+    docs = s.image_documents
+    start = next(d for n, d in docs if n == "start")
+    with pytest.raises(ValueError, match="'count' run, not a sims_image run"):
+        load_image_documents([("start", {**start, "plan_name": "count"})])
+    with pytest.raises(ValueError, match="lack the primary descriptor"):
+        load_image_documents([(n, d) for n, d in docs if n != "descriptor"])
+    with pytest.raises(ValueError, match="sims_li7_counts"):
+        load_image_documents([(n, d) for n, d in docs if n != "stream_resource"
+                              or d["data_key"] != "sims_li7_counts"])

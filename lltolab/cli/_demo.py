@@ -4,10 +4,9 @@ with the twin's truth."""
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
 import json
 import sys
-import threading
 
 __all__ = ["DEMO_QUANTITIES", "demo_command", "demo_extracted", "demo_report"]
 
@@ -24,6 +23,8 @@ def demo_command(args: argparse.Namespace) -> int:
     from lltolab.session import start  # noqa: PLC0415
     from lltolab.vocabulary import IMAGING_PLANS, ROOM_K, PlanName  # noqa: PLC0415
 
+    from ._early import EarlyAnalyses  # noqa: PLC0415 - numpy loads after the BLAS setting
+
     target = resolve_target(args.catalog or default_catalog_path().parent / "demo")
     # No head start for the catalog: the session opens (and for a new folder creates) it on
     # the writer's thread once the lab is built. Most of that open is tiled's imports, which
@@ -37,11 +38,12 @@ def demo_command(args: argparse.Namespace) -> int:
     positions = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0,
                  2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
     with start(sim=True, catalog=target, sample_id=sample_id, seed=args.seed,
-               time_scale=None, callbacks=not args.json, api_key=args.api_key) as session:
+               time_scale=None, callbacks=not args.json, api_key=args.api_key) as session, \
+            contextlib.ExitStack() as stack:
         plans = session.plans
         # each image is analysed, and the first inverted, while the workflow goes on
-        early = _EarlyAnalyses(session.catalog, session.lab.sims.micrograph(),
-                               session.writer, folder / "figures")
+        early = EarlyAnalyses(session.lab.sims.micrograph(), folder / "figures")
+        stack.callback(early.close)
         token = session.RE.subscribe(early)
         try:
             uids = session.RE(plans.exchange_quench_image_anneal_reimage(
@@ -63,7 +65,7 @@ def demo_command(args: argparse.Namespace) -> int:
         wanted = [u for u in uids if kinds[u] in IMAGING_PLANS]
         first_image = [u for u in wanted if kinds[u] == PlanName.SIMS_IMAGE][:1]
         results, failures = _demo_analyses(cat, wanted, kinds, folder / "figures", micrograph,
-                                           invert=first_image, inversions=early.futures,
+                                           invert=first_image, inversions=early.inversions,
                                            image_results=early.image_results)
         sample = lab.sample
         t22, t200 = ROOM_K, anneal_K
@@ -88,59 +90,6 @@ def demo_command(args: argparse.Namespace) -> int:
         print(demo_report(out))
         _print_dgb_methods(extracted, truth["dgb_over_delta_cm_s_22C"], "_22C")
     return 0
-
-
-class _EarlyAnalyses:
-    """RunEngine callback: at the stop of each successful image run, start its boundary-step
-    analysis in the background, and for the first one its inversion too
-    (:func:`lltolab.run_analysis.analyze_image_run_in_background`,
-    :func:`lltolab.run_analysis.invert_run_in_background`), which share one read of the run
-    (:func:`lltolab.run_analysis.load_image_run_in_background`) once the catalog writer has
-    stored it."""
-
-    def __init__(self, catalog: object, micrograph: object, writer: object,
-                 figures: object) -> None:
-        self.catalog = catalog
-        self.micrograph = micrograph
-        self.writer = writer
-        self.figures = figures
-        self.futures: dict[str, object] = {}  # inversions by uid
-        self.image_results: dict[str, object] = {}
-        self.plan_names: dict[str, str] = {}  # of every run started, by uid
-        self._image_uid: str | None = None
-        # the analysis modules load while the workflow runs, not on the RunEngine's thread
-        threading.Thread(target=importlib.import_module, args=("lltolab.run_analysis",),
-                         name="lltolab-analysis-import", daemon=True).start()
-
-    def __call__(self, name: str, doc: dict) -> None:
-        from lltolab.vocabulary import PlanName  # noqa: PLC0415
-
-        if name == "start":
-            self.plan_names[doc["uid"]] = doc.get("plan_name", "")
-        if name == "start" and doc.get("plan_name") == PlanName.SIMS_IMAGE:
-            self._image_uid = doc["uid"]
-        elif name == "stop" and self._image_uid and doc.get("run_start") == self._image_uid:
-            uid, self._image_uid = self._image_uid, None
-            if doc.get("exit_status") != "success":
-                return
-            from lltolab.run_analysis import (  # noqa: PLC0415
-                analyze_image_run_in_background,
-                invert_run_in_background,
-                load_image_run_in_background,
-            )
-
-            def stored() -> None:
-                self.writer.wait_stored(uid)  # type: ignore[attr-defined]
-
-            # one read of the stored run serves its analysis and its inversion
-            loaded = load_image_run_in_background(self.catalog, uid, wait_for=stored)
-            self.image_results[uid] = analyze_image_run_in_background(
-                self.catalog, uid, figures_dir=self.figures,  # type: ignore[arg-type]
-                micrograph=self.micrograph, loaded=loaded)  # type: ignore[arg-type]
-            if not self.futures:
-                self.futures[uid] = invert_run_in_background(
-                    self.catalog, uid, micrograph=self.micrograph,  # type: ignore[arg-type]
-                    loaded=loaded)
 
 
 def demo_report(out: dict) -> str:
