@@ -44,6 +44,7 @@ def _campaign(seed: int, temps_c=(22, 60, 100, 140)):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_boundary_activation_energy_from_a_four_temperature_campaign() -> None:
     rows = _campaign(0)

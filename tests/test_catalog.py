@@ -189,6 +189,7 @@ def test_list_runs_rows(catalog, scan_run):
 
 
 # -- a new process reads what this one wrote ----------------------------------------------------
+@pytest.mark.slow
 def test_new_process_reads_runs(catalog, folder, scan_run, sims_run):
     code = """
         import json, sys

@@ -68,6 +68,7 @@ def _without_write_rights() -> tuple[str, ...]:
     return (unshare, "-U")
 
 
+@pytest.mark.slow
 def test_moved_then_read_only_catalog_is_readable(tmp_path: Path) -> None:
     original = tmp_path / "written-here"
     _python(_WRITE, str(original))

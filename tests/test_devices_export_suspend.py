@@ -87,7 +87,8 @@ def _image_with_ln2_losses(s, n_losses: int) -> tuple[str, list, list[str], list
     return uid, docs, calls, states
 
 
-@pytest.mark.parametrize("n_losses", [2, pytest.param(3, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n_losses", [pytest.param(2, marks=pytest.mark.slow),
+                                      pytest.param(3, marks=pytest.mark.slow)])
 def test_repeated_ln2_loss_ends_in_one_good_image(session, n_losses):
     s = session
     n_before = s.devices["sims"].get_index()

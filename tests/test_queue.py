@@ -185,6 +185,7 @@ def _catalog_runs(catalog: Path):
         close_catalogs()
 
 
+@pytest.mark.slow
 def test_queue_runs_plans_by_name_and_restarts_keep_sample_and_scan_ids(tmp_path):
     """Queue, disconnect, reconnect; stop (SIGTERM) and restart: scan_id and sample go on."""
     _require_redis()
