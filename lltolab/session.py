@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lltolab._ast_lock import serialize_ast_parse
 from lltolab.config import SessionConfig, example_config, load_config
 from lltolab.vocabulary import (  # noqa: F401 - STAGE_IMAGING_MAX_K: kept importable here
     IMAGING_PLANS,
@@ -237,6 +238,8 @@ def start(
         return _SHELL_SESSION
     if not isinstance(plots, bool):
         raise ValueError(f"plots must be True or False, got {plots!r}")
+    # the catalog writer, the queue worker and tiled parse Python source on several threads
+    serialize_ast_parse()
     # heavy imports kept out of module import
     from lltolab._stored_run_engine import StoredRunEngine  # noqa: PLC0415
     from lltolab.catalog import (  # noqa: PLC0415

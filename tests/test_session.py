@@ -215,3 +215,59 @@ def test_a_catalog_failure_at_close_is_logged_with_where_the_documents_are(tmp_p
     assert "NOT in the catalog (disk full)" in record.getMessage()
     assert str(s.writer.journal_dir) in record.getMessage()
     assert s._closers == []
+
+
+_AST_RACE = """
+import ast, gc, sys, threading, time
+if sys.argv[1] == "locked":
+    from lltolab._ast_lock import serialize_ast_parse
+    assert serialize_ast_parse(force=True)
+SOURCE = "x = [" + ",".join(f"f(a{i}, b={i})" for i in range(300)) + "]"
+class Pausing:  # a finalizer run by a collection inside ast.parse lets another thread in
+    def __del__(self):
+        time.sleep(0)
+errors = []
+def parse(n):
+    for _ in range(n):
+        if errors:
+            return
+        cycle = Pausing()
+        cycle.self = cycle
+        del cycle
+        try:
+            ast.parse(SOURCE)
+            ast.literal_eval("(1, 'a', [2.5])")
+        except SystemError as err:
+            errors.append(repr(err))
+            return
+gc.set_threshold(50)
+threads = [threading.Thread(target=parse, args=(100,)) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(timeout=120)
+print(len(errors), errors[:1])
+"""
+
+
+def _parse_on_two_threads(mode: str) -> str:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    done = subprocess.run([sys.executable, "-c", _AST_RACE, mode], capture_output=True,
+                          text=True, timeout=300, check=True)
+    return done.stdout.strip()
+
+
+def test_start_serializes_ast_parse_so_threads_cannot_break_each_others_parse(tmp_path):
+    """CPython 3.11.0-3.11.7/3.12.0-3.12.1 fail concurrent ast.parse; a session locks it."""
+    import ast  # noqa: PLC0415
+
+    from lltolab._ast_lock import AST_PARSE_RACES  # noqa: PLC0415
+
+    if AST_PARSE_RACES:  # the stress below provokes the race on this interpreter
+        assert _parse_on_two_threads("bare").startswith("1 [\"SystemError('AST constructor")
+    assert _parse_on_two_threads("locked") == "0 []"
+    with start(catalog=tmp_path / "catalog", callbacks=False):
+        assert getattr(ast.parse, "__lltolab_locked__", False) is AST_PARSE_RACES
+        assert ast.literal_eval("[1, 2]") == [1, 2]
