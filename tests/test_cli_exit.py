@@ -68,3 +68,22 @@ def test_console_script_starts_with_one_blas_thread_unless_told(given, expected)
                           timeout=100, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == [expected, "False"]
+
+
+def test_console_script_locks_ast_parse_where_cpython_needs_it() -> None:
+    """Every command, not only those that build a session, parses under the lock."""
+    code = textwrap.dedent("""
+        import ast
+        from lltolab import cli
+        def report(argv=None):
+            print(getattr(ast.parse, "__lltolab_locked__", False), ast.literal_eval("[7]"))
+            return 0
+        cli.main = report
+        cli.console_main()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=100)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from lltolab._ast_lock import AST_PARSE_RACES  # noqa: PLC0415
+
+    assert proc.stdout.split() == [str(AST_PARSE_RACES), "[7]"]

@@ -128,10 +128,15 @@ def console_main() -> None:
     analyses, the inversion's workers), mostly in sparse solvers; OpenBLAS's own threads would
     only spin between its calls (2 s of CPU in ``lltolab demo``, for nothing). So the process
     starts with :data:`BLAS_THREADS` OpenBLAS thread unless ``OPENBLAS_NUM_THREADS`` is set.
+    Several of those threads parse Python source (tiled's imports, ``inspect``), so on the
+    CPython versions where that is not thread-safe ``ast.parse`` holds one lock
+    (:func:`lltolab._ast_lock.serialize_ast_parse`).
     """
+    from lltolab._ast_lock import serialize_ast_parse  # noqa: PLC0415
     from lltolab._prompt_exit import exit_promptly, exit_status  # noqa: PLC0415
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)  # read when numpy loads it
+    serialize_ast_parse()
     try:
         status = main()
     except SystemExit as exc:
