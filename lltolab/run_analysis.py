@@ -10,6 +10,7 @@ D_bulk follows (with its plot).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +43,8 @@ INVERSION_TIMEOUT_S = 3600.0
 SAMPLE_EXTENT_CM = (-0.1, 0.9)
 """x extent of the sample strip (cm): 1 mm immersed, 9 mm above the liquid level."""
 
+
+logger = logging.getLogger(__name__)
 
 LoadedImage = tuple[Mapping[str, Any], dict[str, Any]]
 """A stored image run as read once: its start document and :func:`load_image`'s dict."""
@@ -181,7 +184,8 @@ def analyze_runs(
         the workflow went on); their image runs use them instead of fitting again.
     image_results : mapping of uid to Future, optional
         Boundary-step analyses of image runs already under way
-        (:func:`analyze_image_run_in_background`); used instead of analysing again.
+        (:func:`analyze_image_run_in_background`); used instead of analysing again. One
+        that failed (e.g. its worker process died) is logged and its run analysed here.
     """
     bulk = bulk or BulkDiffusivity.paper_default()
     boundary_map = _micrograph(micrograph)
@@ -200,7 +204,7 @@ def analyze_runs(
             plan = start.get("plan_name")
             if plan == PlanName.SIMS_IMAGE:
                 uid = start["uid"]
-                prepared = image_results.get(uid) if image_results is not None else None
+                prepared = _prepared(image_results, uid)
                 given = inversions.get(uid) if inversions is not None else None
                 wanted = given is None and (invert is True or (
                     not isinstance(invert, bool) and uid in invert))
@@ -233,6 +237,22 @@ def analyze_runs(
         res["kind"] = "campaign"
         results.append(res)
     return results
+
+
+def _prepared(image_results: Mapping[str, Future[dict[str, Any]]] | None,
+              uid: str) -> Future[dict[str, Any]] | None:
+    """The background analysis of run ``uid`` once it has succeeded (waits for it), or None
+    when there is none or it failed (the failure is logged: the run is analysed again)."""
+    job = image_results.get(uid) if image_results is not None else None
+    if job is None:
+        return None
+    try:
+        job.result(timeout=PREPARED_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - analysed again here, from the catalog
+        logger.warning("the background analysis of run %s failed (%s: %s); analysing it "
+                       "again from the catalog", uid, type(exc).__name__, exc)
+        return None
+    return job
 
 
 def _run(catalog: Any, ref: str | int) -> Any:

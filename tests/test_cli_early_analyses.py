@@ -4,6 +4,9 @@ documents of a real image run."""
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -70,3 +73,41 @@ def test_a_failed_or_unreadable_image_is_left_to_the_catalog(image_run, caplog) 
         assert "sims_li6_counts" in caplog.text
     finally:
         early.close()
+
+
+def test_a_dead_worker_neither_stops_the_workflow_nor_loses_the_analysis(image_run,
+                                                                        caplog) -> None:
+    s, uid, docs, micrograph, folder = image_run
+    early = EarlyAnalyses(micrograph, folder / "early-dead-worker")
+    try:
+        gone = early._pool.submit(os._exit, 1)  # the worker process ends abruptly
+        with pytest.raises(BrokenProcessPool):
+            gone.result(timeout=120)
+        caplog.set_level(logging.WARNING, logger="lltolab.demo")
+        for name, doc in docs:  # a RunEngine callback: it must not raise
+            early(name, doc)
+        assert early.image_results == {}
+        assert set(early.inversions) == {uid}  # the inversion runs on a thread here
+        assert f"run {uid} is analysed once stored: the analysis worker is gone" in caplog.text
+        assert s.writer.wait_stored(uid, timeout_s=120.0)
+        (res,) = analyze_runs(s.catalog, [uid], micrograph=micrograph,
+                              image_results=early.image_results, inversions=early.inversions)
+    finally:
+        early.close()
+    assert res["median_dgb_over_delta_cm_s"] is not None
+    assert res["inversion"]["dgb_over_delta_cm_s"] > 0
+
+
+def test_a_background_analysis_that_failed_is_done_again_from_the_catalog(image_run,
+                                                                           caplog) -> None:
+    s, uid, _, micrograph, _ = image_run
+    assert s.writer.wait_stored(uid, timeout_s=120.0)
+    failed: Future = Future()
+    failed.set_exception(BrokenProcessPool("worker died"))
+    caplog.set_level(logging.WARNING, logger="lltolab.run_analysis")
+    (res,) = analyze_runs(s.catalog, [uid], invert=False, micrograph=micrograph,
+                          image_results={uid: failed})
+    (again,) = analyze_runs(s.catalog, [uid], invert=False, micrograph=micrograph)
+    assert res == again
+    assert f"background analysis of run {uid} failed (BrokenProcessPool: worker died)" in \
+        caplog.text

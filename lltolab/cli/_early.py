@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,10 @@ class EarlyAnalyses:
     plan_names : dict of uid -> str
         The plan name of every run started.
 
-    A run whose documents cannot be read is left out (a warning says so): ``analyze_runs``
-    then reads it from the catalog. Call :meth:`close` when done (it waits for the worker
+    A run whose documents cannot be read, or that the worker process can no longer take (it
+    died), is left out of :attr:`image_results` (a warning says so): ``analyze_runs`` then
+    reads it from the catalog, as it does for an analysis that failed in the worker. The
+    workflow goes on either way. Call :meth:`close` when done (it waits for the worker
     process to end).
     """
 
@@ -101,9 +104,13 @@ class EarlyAnalyses:
             logger.warning("run %s is analysed once stored: its documents could not be read "
                            "(%s)", uid, exc)
             return
-        self.image_results[uid] = self._pool.submit(
-            analyze_loaded_image, loaded.result(), figures_dir=self.figures,
-            micrograph=self.micrograph)
+        try:
+            self.image_results[uid] = self._pool.submit(
+                analyze_loaded_image, loaded.result(), figures_dir=self.figures,
+                micrograph=self.micrograph)
+        except (BrokenProcessPool, RuntimeError) as exc:  # the worker died or was shut down
+            logger.warning("run %s is analysed once stored: the analysis worker is gone "
+                           "(%s: %s)", uid, type(exc).__name__, exc)
         if not self.inversions:
             self.inversions[uid] = invert_run_in_background(
                 None, uid, micrograph=self.micrograph, loaded=loaded)
