@@ -2,8 +2,10 @@
 
 1. ``session.start(sim=True)`` wall time (target <= 3 s).
 2. ``lltolab demo`` wall time in a subprocess (target <= 20 s on 2 idle cores), and its CPU
-   time (user + sys of the subprocess and its threads), the figure to compare on a shared
-   machine.
+   time (user + sys of the subprocess, its threads and its worker processes), the figure to
+   compare on a shared machine. With ``--repeat N`` the demo runs N times: on a virtual
+   machine whose neighbours take CPU, single runs of the same code have spread by 30 %
+   (20-28 s), so the median and the fastest run are printed beside each run.
 3. Framework overhead: the same number of documents (a 200-point count of scalar detectors)
    through bare bluesky + TiledWriter with ophyd.sim detectors, vs through an lltolab session
    (its journaled catalog writer) with the same detectors; printed as a ratio (target <= 1.3).
@@ -13,7 +15,7 @@
    and on the stepped clock the demo uses, wall and CPU seconds each: the same process, so
    the same machine load.
 
-Usage: python benchmarks/demo.py [--json] [--no-demo] [--labs]
+Usage: python benchmarks/demo.py [--json] [--no-demo] [--repeat N] [--labs]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,30 +79,39 @@ def workflow_on(folder: Path, time_scale: float | None, seed: int = 0) -> dict[s
         return {"wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}
 
 
+def run_demo(folder: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + sys, its worker processes included) of one ``lltolab
+    demo`` in a subprocess, into a new catalog folder."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "lltolab.cli", "demo", "--json",
+                    "--catalog", str(folder)], check=True, capture_output=True, timeout=900)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-demo", action="store_true")
     parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run the demo N times (median and fastest printed)")
     parser.add_argument("--labs", action="store_true",
                         help="also time the workflow on a free-running and a stepped clock")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
     labs: dict[str, dict[str, float]] = {}
-    demo_cpu_s = None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         start_s, ours = through_lltolab(tmp / "ours", args.n)
         bare = bare_bluesky(tmp / "bare", args.n)
-        demo_s = None
+        demo_runs: list[tuple[float, float]] = []
         if not args.no_demo:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "lltolab.cli", "demo", "--json",
-                            "--catalog", str(tmp / "demo")], check=True, capture_output=True,
-                           timeout=900)
-            demo_s = time.perf_counter() - t
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            demo_cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            for i in range(args.repeat):
+                demo_runs.append(run_demo(tmp / f"demo{i}"))
         if args.labs:
             labs["free_running_600"] = workflow_on(tmp / "free", 600.0)
             labs["stepped"] = workflow_on(tmp / "stepped", None)
@@ -108,15 +120,22 @@ def main() -> None:
     print(f"{'count x' + str(args.n) + ', bare bluesky + TiledWriter':40s} {bare:8.2f} s   1.00")
     print(f"{'count x' + str(args.n) + ', lltolab session':40s} {ours:8.2f} s   "
           f"{ratio:.2f} (target <= 1.3)")
-    if demo_s is not None:
-        print(f"{'lltolab demo (subprocess)':40s} {demo_s:8.2f} s   target <= 20 s "
-              f"(2 idle cores); CPU {demo_cpu_s:.2f} s")
+    for i, (wall, cpu) in enumerate(demo_runs):
+        print(f"{'lltolab demo (subprocess), run ' + str(i + 1):40s} {wall:8.2f} s   "
+              f"CPU {cpu:.2f} s")
+    demo_s = demo_cpu_s = None
+    if demo_runs:
+        demo_s = statistics.median(w for w, _ in demo_runs)
+        demo_cpu_s = statistics.median(c for _, c in demo_runs)
+        print(f"{'lltolab demo, median':40s} {demo_s:8.2f} s   target <= 20 s (2 idle cores); "
+              f"fastest {min(w for w, _ in demo_runs):.2f} s; CPU {demo_cpu_s:.2f} s")
     for name, t in labs.items():
         print(f"{'workflow, ' + name + ' lab clock':40s} {t['wall_s']:8.2f} s   "
               f"CPU {t['cpu_s']:.2f} s")
     if args.json:
         print(json.dumps({"start_s": start_s, "bare_s": bare, "lltolab_s": ours,
                           "overhead_ratio": ratio, "demo_s": demo_s, "demo_cpu_s": demo_cpu_s,
+                          "demo_runs": [{"wall_s": w, "cpu_s": c} for w, c in demo_runs],
                           "workflow": labs}))
 
 
