@@ -1,4 +1,4 @@
-"""Speed of the product path (issue: plans, session, storage, CLI). Not a test.
+"""Speed of the product path (plans, session, storage, CLI). Not a test.
 
 1. ``session.start(sim=True)`` wall time (target <= 3 s).
 2. ``lltolab demo`` wall time in a subprocess (target <= 20 s on 2 idle cores), and its CPU

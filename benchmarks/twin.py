@@ -1,4 +1,4 @@
-"""Speed and accuracy of the diffusion twin (issue: foundation). Not a test.
+"""Speed and accuracy of the diffusion twin. Not a test.
 
 P1  500 × 200 µm at 1 µm (10⁵ cells), 59 h exchange at 22 °C then 16 d sealed storage:
     wall time with default step control, max |ΔC| against a converged reference computed here
