@@ -241,8 +241,10 @@ def start(
     # the catalog writer, the queue worker and tiled parse Python source on several threads
     serialize_ast_parse()
     # heavy imports kept out of module import
+    from lltolab._collector_pause import CollectorPause  # noqa: PLC0415
     from lltolab._stored_run_engine import StoredRunEngine  # noqa: PLC0415
     from lltolab.catalog import (  # noqa: PLC0415
+        OPEN_TIMEOUT_S,
         PersistentMetadata,
         ScanIdCounter,
         catalog_writer,
@@ -312,6 +314,9 @@ def start(
                             IMAGING_PLANS else 1000, queued=True)
     RE.subscribe(writer)
     RE.catalog_flush = writer.flush  # an RE call returns once its runs are stored
+    # no full collections while tiled's imports grow the heap (see lltolab._collector_pause)
+    pause = CollectorPause(writer.opening, limit_s=OPEN_TIMEOUT_S) \
+        if writer.opening is not None else None
     client = _LazyCatalog(lambda: server if server is not None else
                           open_catalog(target, readable_storage=readable or None))
 
@@ -338,6 +343,8 @@ def start(
 
     closers.insert(0, store_what_is_queued)
     closers.insert(0, RE.md.flush)  # persist scan_id etc. now, not at interpreter exit
+    if pause is not None:
+        closers.insert(0, pause.release)  # last: what the pause froze is collectable again
     max_k = cfg.suspenders.stage_imaging_max_K
     _install_stage_suspender(session, max_k, poll_s=(0.02 if lab is not None and
                                                       lab.clock.stepped else 0.1)

@@ -152,6 +152,7 @@ def test_scan_id_and_sample_survive_a_restart_and_a_new_virtual_sample_starts_an
         # the closed first session's md object must not write over the newer files when it
         # is garbage-collected
         del first
+        gc.unfreeze()  # the second session froze what existed when its catalog opened
         gc.collect()
     finally:
         second.close()
@@ -271,3 +272,17 @@ def test_start_serializes_ast_parse_so_threads_cannot_break_each_others_parse(tm
     with start(catalog=tmp_path / "catalog", callbacks=False):
         assert getattr(ast.parse, "__lltolab_locked__", False) is AST_PARSE_RACES
         assert ast.literal_eval("[1, 2]") == [1, 2]
+
+
+def test_start_pauses_the_collector_while_its_catalog_opens_and_close_unfreezes(tmp_path):
+    gc.enable()
+    with start(sim=True, catalog=tmp_path / "new", sample_id="S", callbacks=False) as s:
+        opening = s.writer.opening
+        assert opening is not None
+        opening.result(timeout=120)
+        deadline = time.monotonic() + 10.0  # the resume runs as the opening's callback
+        while not gc.isenabled() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # the startup's objects, skipped by collections
+    assert gc.isenabled() and gc.get_freeze_count() == 0

@@ -20,6 +20,7 @@ from ._config import catalog_config, server_config_yaml
 from ._journal import read_journal
 from ._listing import ReplayTable, RunSummary, format_runs, list_runs, newest_scan_id, replay
 from ._open import (
+    OPEN_TIMEOUT_S,
     CatalogAccessError,
     close_catalogs,
     init_catalog,
@@ -36,6 +37,7 @@ from ._target import CatalogTarget, default_catalog_path, is_server_uri, resolve
 from ._writer import DEFAULT_BATCH_SIZE, CatalogWriteError, CatalogWriter, catalog_writer
 
 __all__ = [
+    "OPEN_TIMEOUT_S",
     "CatalogAccessError",
     "DEFAULT_BATCH_SIZE",
     "RECOVERED_REASON",

@@ -134,6 +134,12 @@ class CatalogWriter:
         self._worker: threading.Thread | None = None
 
     @property
+    def opening(self) -> Future | None:
+        """The opening of the catalog under way when the writer was made (a ``Future`` of
+        the client), or None when it was given an open client."""
+        return self._client if isinstance(self._client, Future) else None
+
+    @property
     def client(self) -> Any:
         """The tiled container of runs (waits up to the open timeout for a pending one)."""
         if isinstance(self._client, Future):
