@@ -44,7 +44,8 @@ class CollectorPause:
             raise ValueError(f"limit_s must be > 0 s, got {limit_s!r}")
         self._lock = threading.Lock()
         self.paused = gc.isenabled()
-        """Whether this pause disabled the collector (False: it was disabled already)."""
+        """Whether collection is paused by this object now (never, if the caller had
+        disabled the collector already)."""
         self.froze = False
         """Whether the resume froze the objects made so far (undone by :meth:`release`)."""
         self._timer: threading.Timer | None = None

@@ -204,7 +204,7 @@ def analyze_runs(
             plan = start.get("plan_name")
             if plan == PlanName.SIMS_IMAGE:
                 uid = start["uid"]
-                prepared = _prepared(image_results, uid)
+                prepared = image_results.get(uid) if image_results is not None else None
                 given = inversions.get(uid) if inversions is not None else None
                 wanted = given is None and (invert is True or (
                     not isinstance(invert, bool) and uid in invert))
@@ -213,9 +213,9 @@ def analyze_runs(
                 if wanted and img is not None:  # the fit runs while the steps are analysed
                     job = pool.submit(_invert, img, history, represented_temperature_K(history),
                                       _matching(boundary_map, img["i6"].shape), bulk)
-                if prepared is not None:
-                    res = prepared.result(timeout=PREPARED_TIMEOUT_S)
-                else:  # img was loaded above
+                res = _prepared_result(prepared, uid) if prepared is not None else None
+                if res is None:
+                    img = img if img is not None else load_image(run)
                     res = _image_result(img, start, boundary_map, bulk, figures_dir)
                 if job is not None:
                     pending.append((res, name, job))
@@ -239,20 +239,15 @@ def analyze_runs(
     return results
 
 
-def _prepared(image_results: Mapping[str, Future[dict[str, Any]]] | None,
-              uid: str) -> Future[dict[str, Any]] | None:
-    """The background analysis of run ``uid`` once it has succeeded (waits for it), or None
-    when there is none or it failed (the failure is logged: the run is analysed again)."""
-    job = image_results.get(uid) if image_results is not None else None
-    if job is None:
-        return None
+def _prepared_result(job: Future[dict[str, Any]], uid: str) -> dict[str, Any] | None:
+    """The result of run ``uid``'s background analysis, or None if it failed (the failure
+    is logged: the run is then analysed again)."""
     try:
-        job.result(timeout=PREPARED_TIMEOUT_S)
+        return job.result(timeout=PREPARED_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - analysed again here, from the catalog
         logger.warning("the background analysis of run %s failed (%s: %s); analysing it "
                        "again from the catalog", uid, type(exc).__name__, exc)
         return None
-    return job
 
 
 def _run(catalog: Any, ref: str | int) -> Any:

@@ -315,8 +315,8 @@ def start(
     RE.subscribe(writer)
     RE.catalog_flush = writer.flush  # an RE call returns once its runs are stored
     # no full collections while tiled's imports grow the heap (see lltolab._collector_pause)
-    pause = CollectorPause(writer.opening, limit_s=OPEN_TIMEOUT_S) \
-        if writer.opening is not None else None
+    opening = writer.opening
+    pause = CollectorPause(opening, limit_s=OPEN_TIMEOUT_S) if opening is not None else None
     client = _LazyCatalog(lambda: server if server is not None else
                           open_catalog(target, readable_storage=readable or None))
 
