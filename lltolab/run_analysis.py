@@ -31,9 +31,11 @@ from lltolab.analysis import (
 from lltolab.diffusion import BulkDiffusivity
 from lltolab.vocabulary import ROOM_K, WARM_SOURCES, DataKey, DeviceName, PlanName, SegmentSource
 
-__all__ = ["LoadedImage", "analyze_image_run_in_background", "analyze_loaded_image",
-           "analyze_runs", "invert_run_in_background", "load_image", "load_image_documents",
-           "load_image_run_in_background", "load_profile", "represented_temperature_K"]
+__all__ = ["LoadedImage", "LoadedProfile", "analyze_image_run_in_background",
+           "analyze_loaded_image", "analyze_profile_step", "analyze_runs",
+           "invert_run_in_background", "load_image", "load_image_documents",
+           "load_image_run_in_background", "load_profile", "load_profile_documents",
+           "report_inversion", "represented_temperature_K"]
 
 PREPARED_TIMEOUT_S = 600.0
 """Longest wait (s) for an image analysis started in the background."""
@@ -48,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 LoadedImage = tuple[Mapping[str, Any], dict[str, Any]]
 """A stored image run as read once: its start document and :func:`load_image`'s dict."""
+
+LoadedProfile = tuple[Mapping[str, Any], np.ndarray, np.ndarray]
+"""A stored line-profile run as read once: its start document, x (cm) and C of its points."""
 
 
 def represented_temperature_K(history: Sequence[dict[str, Any]]) -> float:
@@ -112,6 +117,34 @@ def load_image_documents(documents: Sequence[tuple[str, Mapping[str, Any]]]) -> 
     ValueError
         Not a ``sims_image`` run, or no primary descriptor or no asset of the counts.
     """
+    start, configuration, (i6, i7) = _from_assets(
+        documents, PlanName.SIMS_IMAGE, (DataKey.LI6_COUNTS, DataKey.LI7_COUNTS))
+    return start, _image(i6, i7, configuration)
+
+
+def load_profile_documents(documents: Sequence[tuple[str, Mapping[str, Any]]]
+                           ) -> LoadedProfile:
+    """A ``sims_line_profile`` run's start document, x (cm) and C from its documents.
+
+    The counterpart of :func:`load_image_documents` (the same documents are used): the
+    points are read from the HDF5 assets that the catalog serves them from, so the result
+    equals :func:`load_profile` of the stored run.
+
+    Raises
+    ------
+    ValueError
+        Not a ``sims_line_profile`` run, or no primary descriptor or no asset of x or C.
+    """
+    start, _, (x_mm, c) = _from_assets(
+        documents, PlanName.SIMS_LINE_PROFILE, (DataKey.PROFILE_X_MM, DataKey.PROFILE_C))
+    return start, x_mm.ravel() * 0.1, c.ravel()
+
+
+def _from_assets(documents: Sequence[tuple[str, Mapping[str, Any]]], plan: str,
+                 keys: Sequence[str]
+                 ) -> tuple[Mapping[str, Any], Mapping[str, Any], list[np.ndarray]]:
+    """The start document, primary configuration and last frame of ``keys`` of a ``plan``
+    run, from its start, descriptor and stream_resource documents."""
     start: Mapping[str, Any] | None = None
     configuration: Mapping[str, Any] | None = None
     resources: dict[str, Mapping[str, Any]] = {}
@@ -122,16 +155,14 @@ def load_image_documents(documents: Sequence[tuple[str, Mapping[str, Any]]]) -> 
             configuration = doc.get("configuration", {})
         elif name == "stream_resource":
             resources[doc["data_key"]] = doc  # the last asset of a key holds the last frame
-    if start is None or start.get("plan_name") != PlanName.SIMS_IMAGE:
-        plan = None if start is None else start.get("plan_name")
-        raise ValueError(f"the documents are of a {plan!r} run, not a {PlanName.SIMS_IMAGE} run")
-    keys = (DataKey.LI6_COUNTS, DataKey.LI7_COUNTS)
+    if start is None or start.get("plan_name") != plan:
+        found = None if start is None else start.get("plan_name")
+        raise ValueError(f"the documents are of a {found!r} run, not a {plan} run")
     missing = [k for k in keys if k not in resources]
     if configuration is None or missing:
         raise ValueError(f"run {start['uid']}: its documents lack "
                          f"{'the primary descriptor' if configuration is None else missing}")
-    i6, i7 = (_asset_frame(resources[k]) for k in keys)
-    return start, _image(i6, i7, configuration)
+    return start, configuration, [_asset_frame(resources[k]) for k in keys]
 
 
 def _asset_frame(resource: Mapping[str, Any]) -> np.ndarray:
@@ -158,6 +189,9 @@ def analyze_runs(
     invert: bool | Collection[str] = True,
     inversions: Mapping[str, Future[Any]] | None = None,
     image_results: Mapping[str, Future[dict[str, Any]]] | None = None,
+    profile_results: Mapping[tuple[str | None, str], Future[list[dict[str, Any]]]]
+    | None = None,
+    inversion_reports: Mapping[str, Future[dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Analyse image and line-profile runs (by uid or scan_id); one result dict per analysis.
 
@@ -186,11 +220,20 @@ def analyze_runs(
         Boundary-step analyses of image runs already under way
         (:func:`analyze_image_run_in_background`); used instead of analysing again. One
         that failed (e.g. its worker process died) is logged and its run analysed here.
+    profile_results : mapping of (uid before, uid) to Future, optional
+        Analyses of line-profile runs already under way (:func:`analyze_profile_step` with
+        ``fit_x0=False``), keyed by the uid of the line-profile run before it among ``refs``
+        (None for the first) and its own uid; used instead of analysing again when the key
+        matches, else (or when one failed, which is logged) the run is analysed here.
+    inversion_reports : mapping of uid to Future, optional
+        The ``inversion`` entries of image runs already under way (:func:`report_inversion`
+        of the inversion given in ``inversions`` and the result given in ``image_results``);
+        used instead of reporting those inversions here (one that failed is made again).
     """
     bulk = bulk or BulkDiffusivity.paper_default()
     boundary_map = _micrograph(micrograph)
     results: list[dict[str, Any]] = []
-    profiles: list[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]] = []
+    profiles: list[_ProfileRun] = []
     # inversions (minutes of CPU, mostly in sparse LU that releases the GIL) run in a thread
     # beside the boundary steps, profiles and figures; their results join at the end
     pending: list[tuple[dict[str, Any], str, Future[Any]]] = []
@@ -221,14 +264,15 @@ def analyze_runs(
                     pending.append((res, name, job))
                 results.append(res)
             elif plan == PlanName.SIMS_LINE_PROFILE:
-                x_cm, c = load_profile(run)
-                profiles.append((run, start, x_cm, c))
+                profiles.append(_ProfileRun(run, start))
             else:
                 raise ValueError(f"run {ref!r} is a {plan!r} run; analyze takes "
                                  f"{PlanName.SIMS_IMAGE} and {PlanName.SIMS_LINE_PROFILE} runs")
-        _profile_results(profiles, results, fit_x0, figures_dir)
+        _profile_results(profiles, results, fit_x0, figures_dir,
+                         profile_results if not fit_x0 else None)
         for res, name, job in pending:
-            _add_inversion(res, name, job, figures_dir)
+            report = inversion_reports.get(res["uid"]) if inversion_reports else None
+            _add_inversion(res, name, job, figures_dir, report)
     finally:  # on an error: the queued inversions are dropped, a running one is waited for
         pool.shutdown(wait=True, cancel_futures=True)
     campaign = _campaign_points(results, bulk)
@@ -419,36 +463,97 @@ def invert_run_in_background(
     return _in_background(work, "lltolab-inversion")
 
 
-def _profile_results(profiles: Sequence[tuple[Any, dict[str, Any], np.ndarray, np.ndarray]],
-                     results: list[dict[str, Any]], fit_x0: bool,
-                     figures_dir: str | Path | None) -> None:
-    """The erfc fit of the first profile after an exchange, the time evolution between
-    consecutive profiles (appended to ``results``)."""
-    for i, (_, start, x_cm, c) in enumerate(profiles):
-        history = start.get("thermal_history", [])
+class _ProfileRun:
+    """A line-profile run among the refs of :func:`analyze_runs`, read from the catalog only
+    when its points are needed."""
+
+    def __init__(self, run: Any, start: Mapping[str, Any]) -> None:
+        self.run, self.start = run, start
+        self._loaded: LoadedProfile | None = None
+
+    @property
+    def uid(self) -> str:
+        return self.start["uid"]
+
+    def loaded(self) -> LoadedProfile:
+        if self._loaded is None:
+            self._loaded = (self.start, *load_profile(self.run))
+        return self._loaded
+
+
+def _profile_results(profiles: Sequence[_ProfileRun], results: list[dict[str, Any]],
+                     fit_x0: bool, figures_dir: str | Path | None,
+                     prepared: Mapping[tuple[str | None, str], Future[list[dict[str, Any]]]]
+                     | None) -> None:
+    """:func:`analyze_profile_step` of each profile after the one before it (appended to
+    ``results``), taken from ``prepared`` where it was done already."""
+    for i, current in enumerate(profiles):
+        previous = profiles[i - 1] if i else None
+        job = (prepared or {}).get((previous.uid if previous else None, current.uid))
+        found = _prepared_profile(job, current.uid) if job is not None else None
+        if found is None:
+            before = previous.loaded() if previous is not None else None
+            found = analyze_profile_step(current.loaded(), before, fit_x0=fit_x0,
+                                         figures_dir=figures_dir)
+        results.extend(found)
+
+
+def _prepared_profile(job: Future[list[dict[str, Any]]], uid: str
+                      ) -> list[dict[str, Any]] | None:
+    """The results of a profile run's background analysis, or None if it failed (logged)."""
+    try:
+        return job.result(timeout=PREPARED_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - analysed again here, from the catalog
+        logger.warning("the background analysis of run %s failed (%s: %s); analysing it "
+                       "again from the catalog", uid, type(exc).__name__, exc)
+        return None
+
+
+def analyze_profile_step(current: LoadedProfile, previous: LoadedProfile | None = None, *,
+                         fit_x0: bool = False, figures_dir: str | Path | None = None,
+                         ) -> list[dict[str, Any]]:
+    """The analyses of one line-profile run in a sequence (figures written).
+
+    The first profile (``previous`` None) taken after an exchange and before any anneal gets
+    the erfc fit of eq. 4 (its exchange time from its thermal history); a later one the
+    sealed time-evolution fit from ``previous`` over the anneal (else storage) time between
+    the two. These are the profile results of :func:`analyze_runs` for that run, which takes
+    them as ``profile_results`` keyed by (previous uid or None, uid). A module-level function
+    of picklable arguments (:func:`load_profile_documents` reads them), so that it can run in
+    a worker process.
+
+    Returns
+    -------
+    list of dict
+        No result (nothing to fit) or one of :func:`lltolab.analysis.analyze_profiles`, with
+        ``uid`` and ``temperature_K`` (and ``from_uid`` for a time evolution).
+    """
+    start, x_cm, c = current
+    history = start.get("thermal_history", [])
+    name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
+    if previous is None:
         exchange_s = _warm_time_s(history, SegmentSource.ISOTOPE_EXCHANGE)
-        name = f"scan{start.get('scan_id')}_{start['uid'][:8]}"
-        if i == 0 and exchange_s > 0 and _warm_time_s(history, SegmentSource.ANNEAL) == 0:
-            res = analyze_profiles(x_cm, [c], run=name, exchange_s=exchange_s,
-                                   fit_x0=fit_x0, figures_dir=figures_dir)
-            res.update(uid=start["uid"], temperature_K=represented_temperature_K(history))
-            results.append(res)
-        if i > 0:
-            prev_start, x0, c_prev = profiles[i - 1][1], profiles[i - 1][2], profiles[i - 1][3]
-            before = prev_start.get("thermal_history", [])
-            anneal_s = (_warm_time_s(history, SegmentSource.ANNEAL)
-                        - _warm_time_s(before, SegmentSource.ANNEAL))
-            store_s = (_warm_time_s(history, SegmentSource.STORE)
-                       - _warm_time_s(before, SegmentSource.STORE))
-            dt = anneal_s if anneal_s > 0 else store_s
-            if dt <= 0:
-                continue
-            res = analyze_profiles([x0, x_cm], [c_prev, c], [0.0, dt], run=name,
-                                   domain_cm=SAMPLE_EXTENT_CM, outside=(0.95, None),
-                                   figures_dir=figures_dir)
-            res.update(uid=start["uid"], temperature_K=represented_temperature_K(history),
-                       from_uid=prev_start["uid"])
-            results.append(res)
+        if exchange_s <= 0 or _warm_time_s(history, SegmentSource.ANNEAL) != 0:
+            return []
+        res = analyze_profiles(x_cm, [c], run=name, exchange_s=exchange_s, fit_x0=fit_x0,
+                               figures_dir=figures_dir)
+        res.update(uid=start["uid"], temperature_K=represented_temperature_K(history))
+        return [res]
+    prev_start, x0, c_prev = previous
+    before = prev_start.get("thermal_history", [])
+    anneal_s = (_warm_time_s(history, SegmentSource.ANNEAL)
+                - _warm_time_s(before, SegmentSource.ANNEAL))
+    store_s = (_warm_time_s(history, SegmentSource.STORE)
+               - _warm_time_s(before, SegmentSource.STORE))
+    dt = anneal_s if anneal_s > 0 else store_s
+    if dt <= 0:
+        return []
+    res = analyze_profiles([x0, x_cm], [c_prev, c], [0.0, dt], run=name,
+                           domain_cm=SAMPLE_EXTENT_CM, outside=(0.95, None),
+                           figures_dir=figures_dir)
+    res.update(uid=start["uid"], temperature_K=represented_temperature_K(history),
+               from_uid=prev_start["uid"])
+    return [res]
 
 
 def _campaign_points(results: Sequence[dict[str, Any]],
@@ -473,19 +578,49 @@ def _campaign_points(results: Sequence[dict[str, Any]],
     return [pt for _, pt in sorted(points.items())]
 
 
+def report_inversion(image_result: Mapping[str, Any], inversion: Any, *,
+                     figures_dir: str | Path | None = None) -> dict[str, Any]:
+    """The ``inversion`` entry of an image run's result: the summary of a finished fit of it
+    and its figure (:func:`lltolab.analysis.inversion_report`, beside the boundary-step median
+    of ``image_result``, the run's boundary-step result).
+
+    A module-level function of picklable arguments, so that it can run in a worker process;
+    :func:`analyze_runs` takes its result as ``inversion_reports``.
+    """
+    return inversion_report(inversion, pixel_um=tuple(image_result["pixel_um"]),
+                            run=image_result["run"], figures_dir=figures_dir,
+                            step_median_cm_s=image_result.get("median_dgb_over_delta_cm_s"))
+
+
 def _add_inversion(res: dict[str, Any], name: str, job: Future[Any],
-                   figures_dir: str | Path | None) -> None:
-    """The inversion's result beside the boundary steps (in place), once its fit is done."""
-    try:
-        inv = inversion_report(job.result(timeout=INVERSION_TIMEOUT_S),
-                               pixel_um=tuple(res["pixel_um"]), run=name,
-                               figures_dir=figures_dir,
-                               step_median_cm_s=res.get("median_dgb_over_delta_cm_s"))
-    except ValueError as exc:  # e.g. a run without a thermal history: steps only
-        inv = {"method": "inversion", "converged": False, "error": str(exc), "figures": []}
-    except TimeoutError:
-        inv = {"method": "inversion", "converged": False, "figures": [],
-               "error": f"no result within {INVERSION_TIMEOUT_S} s"}
+                   figures_dir: str | Path | None,
+                   report: Future[dict[str, Any]] | None = None) -> None:
+    """The inversion's result beside the boundary steps (in place), once its fit is done;
+    ``report``: that result made already, unless it failed."""
+    inv = None
+    if report is not None:
+        try:
+            inv = report.result(timeout=INVERSION_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - made again below from the fit itself
+            if job.done() and job.exception() is None:
+                logger.warning("the background report of the inversion of run %s failed "
+                               "(%s: %s); making it again", res["uid"], type(exc).__name__,
+                               exc)
+    if inv is None:
+        inv = _inversion_entry(res, name, job, figures_dir)
     res["inversion"] = inv
     res["figures"] = list(res.get("figures", [])) + inv.get("figures", [])
     res.update(preferred_dgb_over_delta(res))
+
+
+def _inversion_entry(res: dict[str, Any], name: str, job: Future[Any],
+                     figures_dir: str | Path | None) -> dict[str, Any]:
+    """The ``inversion`` entry of ``res`` from the fit ``job`` (an error entry if it has none)."""
+    try:
+        return report_inversion({**res, "run": name}, job.result(timeout=INVERSION_TIMEOUT_S),
+                                figures_dir=figures_dir)
+    except ValueError as exc:  # e.g. a run without a thermal history: steps only
+        return {"method": "inversion", "converged": False, "error": str(exc), "figures": []}
+    except TimeoutError:
+        return {"method": "inversion", "converged": False, "figures": [],
+                "error": f"no result within {INVERSION_TIMEOUT_S} s"}

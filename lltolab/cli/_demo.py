@@ -66,7 +66,9 @@ def demo_command(args: argparse.Namespace) -> int:
         first_image = [u for u in wanted if kinds[u] == PlanName.SIMS_IMAGE][:1]
         results, failures = _demo_analyses(cat, wanted, kinds, folder / "figures", micrograph,
                                            invert=first_image, inversions=early.inversions,
-                                           image_results=early.image_results)
+                                           image_results=early.image_results,
+                                           profile_results=early.profile_results,
+                                           inversion_reports=early.inversion_reports)
         sample = lab.sample
         t22, t200 = ROOM_K, anneal_K
         spread = float(np.median(sample.micro.spread))
@@ -115,7 +117,8 @@ between the two line profiles)."""
 
 def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures: object,
                    micrograph: object, invert: object = True, inversions: object = None,
-                   image_results: object = None) -> tuple[list[dict], dict[str, str]]:
+                   image_results: object = None, profile_results: object = None,
+                   inversion_reports: object = None) -> tuple[list[dict], dict[str, str]]:
     """All analyses of the demo's image and profile runs; a failing one is reported, not raised.
 
     Returns the results and, per kind of analysis that raised (``image`` / ``profiles``), the
@@ -126,7 +129,9 @@ def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures:
     try:
         return analyze_runs(cat, uids, figures_dir=figures, micrograph=micrograph,
                             invert=invert, inversions=inversions,
-                            image_results=image_results), {}
+                            image_results=image_results,
+                            profile_results=profile_results,
+                            inversion_reports=inversion_reports), {}
     except Exception:  # noqa: BLE001 - retry per kind to find which analysis failed
         pass
     results: list[dict] = []
@@ -137,7 +142,9 @@ def _demo_analyses(cat: object, uids: list[str], kinds: dict[str, str], figures:
         try:
             results += analyze_runs(cat, group, figures_dir=figures, micrograph=micrograph,
                                     invert=invert, inversions=inversions,
-                                    image_results=image_results)
+                                    image_results=image_results,
+                                    profile_results=profile_results,
+                                    inversion_reports=inversion_reports)
         except Exception as exc:  # noqa: BLE001 - the report names it
             failures[kind] = f"{type(exc).__name__}: {exc}"
     return results, failures

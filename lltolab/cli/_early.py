@@ -1,4 +1,5 @@
-"""What ``lltolab demo`` analyses while its workflow goes on: each image run, at its stop."""
+"""What ``lltolab demo`` analyses while its workflow goes on: each image and line-profile run,
+at its stop."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib
 import logging
 import multiprocessing
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -21,16 +22,18 @@ logger = logging.getLogger("lltolab.demo")
 
 
 class EarlyAnalyses:
-    """RunEngine callback: at the stop of each successful ``sims_image`` run, analyse it.
+    """RunEngine callback: at the stop of each successful ``sims_image`` or
+    ``sims_line_profile`` run, analyse it.
 
-    The run is read from its own documents (:func:`lltolab.run_analysis.load_image_documents`:
-    the counts from the HDF5 assets its StreamResource documents name), so nothing waits
-    for the catalog writer, which stores the runs on its own thread meanwhile. The
-    boundary-step analysis with its figures runs in one worker process
-    (:func:`lltolab.run_analysis.analyze_loaded_image`), away from this process, whose
-    interpreter the catalog writer, the in-process tiled server and the RunEngine share. The
-    first image is also inverted, on a thread here (its sparse factorizations release the
-    interpreter).
+    The run is read from its own documents (:func:`lltolab.run_analysis.load_image_documents`,
+    :func:`~lltolab.run_analysis.load_profile_documents`: the data from the HDF5 assets its
+    StreamResource documents name), so nothing waits for the catalog writer, which stores the
+    runs on its own thread meanwhile. The analyses with their figures run in one worker
+    process (:func:`lltolab.run_analysis.analyze_loaded_image`, a profile's
+    :func:`~lltolab.run_analysis.analyze_profile_step` after the profile before it), away
+    from this process, whose interpreter the catalog writer, the in-process tiled server and
+    the RunEngine share. The first image is also inverted, on a thread here (its sparse
+    factorizations release the interpreter).
 
     Parameters
     ----------
@@ -45,14 +48,21 @@ class EarlyAnalyses:
         Boundary-step results, for ``analyze_runs(image_results=...)``.
     inversions : dict of uid -> Future
         The inversion of the first image, for ``analyze_runs(inversions=...)``.
+    profile_results : dict of (uid before, uid) -> Future
+        Line-profile analyses, for ``analyze_runs(profile_results=...)``.
+    inversion_reports : dict of uid -> Future
+        The report of the first image's inversion with its figure, made in the worker once
+        the fit and the image's analysis are done, for
+        ``analyze_runs(inversion_reports=...)``.
     plan_names : dict of uid -> str
         The plan name of every run started.
 
     A run whose documents cannot be read, or that the worker process can no longer take (it
-    died), is left out of :attr:`image_results` (a warning says so): ``analyze_runs`` then
-    reads it from the catalog, as it does for an analysis that failed in the worker. The
-    workflow goes on either way. Call :meth:`close` when done (it waits for the worker
-    process to end).
+    died), is left out of :attr:`image_results` or :attr:`profile_results` (a warning says
+    so; after a profile that could not be read, no later profile is analysed here either):
+    ``analyze_runs`` then reads it from the catalog, as it does for an analysis that failed
+    in the worker. The workflow goes on either way. Call :meth:`close` when done (it waits
+    for the worker process to end).
     """
 
     def __init__(self, micrograph: np.ndarray, figures: str | Path) -> None:
@@ -60,9 +70,12 @@ class EarlyAnalyses:
         self.figures = Path(figures)
         self.image_results: dict[str, Future[dict[str, Any]]] = {}
         self.inversions: dict[str, Future[Any]] = {}
+        self.profile_results: dict[tuple[str | None, str], Future[list[dict[str, Any]]]] = {}
+        self.inversion_reports: dict[str, Future[dict[str, Any]]] = {}
         self.plan_names: dict[str, str] = {}
-        self._image_uid: str | None = None
-        self._image_docs: list[tuple[str, dict]] = []
+        self._run_uid: str | None = None  # the image or profile run being collected
+        self._run_docs: list[tuple[str, dict]] = []
+        self._profiles: list[Any] | None = []  # profiles read so far; None: one was not
         # the worker starts (and imports the analysis) now, on the other core
         self._pool = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
@@ -77,18 +90,22 @@ class EarlyAnalyses:
 
         if name == "start":
             self.plan_names[doc["uid"]] = doc.get("plan_name", "")
-            if doc.get("plan_name") == PlanName.SIMS_IMAGE:
-                self._image_uid, self._image_docs = doc["uid"], [(name, doc)]
-        elif self._image_uid is None:
+            if doc.get("plan_name") in (PlanName.SIMS_IMAGE, PlanName.SIMS_LINE_PROFILE):
+                self._run_uid, self._run_docs = doc["uid"], [(name, doc)]
+        elif self._run_uid is None:
             return
         elif name in ("descriptor", "stream_resource") and \
-                doc.get("run_start", self._image_uid) == self._image_uid:
-            self._image_docs.append((name, doc))
-        elif name == "stop" and doc.get("run_start") == self._image_uid:
-            uid, docs = self._image_uid, self._image_docs
-            self._image_uid, self._image_docs = None, []
-            if doc.get("exit_status") == "success":
+                doc.get("run_start", self._run_uid) == self._run_uid:
+            self._run_docs.append((name, doc))
+        elif name == "stop" and doc.get("run_start") == self._run_uid:
+            uid, docs = self._run_uid, self._run_docs
+            self._run_uid, self._run_docs = None, []
+            if doc.get("exit_status") != "success":
+                return
+            if self.plan_names[uid] == PlanName.SIMS_IMAGE:
                 self._analyse(uid, docs)
+            else:
+                self._analyse_profile(uid, docs)
 
     def _analyse(self, uid: str, docs: list[tuple[str, dict]]) -> None:
         from lltolab.run_analysis import (  # noqa: PLC0415
@@ -104,17 +121,82 @@ class EarlyAnalyses:
             logger.warning("run %s is analysed once stored: its documents could not be read "
                            "(%s)", uid, exc)
             return
-        try:
-            self.image_results[uid] = self._pool.submit(
-                analyze_loaded_image, loaded.result(), figures_dir=self.figures,
-                micrograph=self.micrograph)
-        except (BrokenProcessPool, RuntimeError) as exc:  # the worker died or was shut down
-            logger.warning("run %s is analysed once stored: the analysis worker is gone "
-                           "(%s: %s)", uid, type(exc).__name__, exc)
+        self._submit(self.image_results, uid, uid, analyze_loaded_image, loaded.result(),
+                     figures_dir=self.figures, micrograph=self.micrograph)
         if not self.inversions:
             self.inversions[uid] = invert_run_in_background(
                 None, uid, micrograph=self.micrograph, loaded=loaded)
+            if uid in self.image_results:
+                self.inversion_reports[uid] = self._report_later(uid)
+
+    def _report_later(self, uid: str) -> Future[dict[str, Any]]:
+        """A future of run ``uid``'s inversion report, made in the worker once its inversion
+        and its boundary-step analysis are both done (or of the error that prevented it)."""
+        from lltolab.run_analysis import report_inversion  # noqa: PLC0415
+
+        report: Future[dict[str, Any]] = Future()
+        fit, steps = self.inversions[uid], self.image_results[uid]
+        once = threading.Lock()  # the second of the two callbacks to find both done acts
+
+        def both_done(_: Future[Any]) -> None:
+            if not (fit.done() and steps.done()) or not once.acquire(blocking=False):
+                return
+            failed = fit.exception() or steps.exception()
+            if failed is not None:
+                report.set_exception(failed)
+                return
+            try:
+                job = self._pool.submit(report_inversion, steps.result(), fit.result(),
+                                        figures_dir=self.figures)
+            except (BrokenProcessPool, RuntimeError) as exc:  # the worker is gone
+                report.set_exception(exc)
+                return
+            job.add_done_callback(lambda done: _pass_on(done, report))
+
+        fit.add_done_callback(both_done)
+        steps.add_done_callback(both_done)
+        return report
+
+    def _analyse_profile(self, uid: str, docs: list[tuple[str, dict]]) -> None:
+        from lltolab.run_analysis import (  # noqa: PLC0415
+            analyze_profile_step,
+            load_profile_documents,
+        )
+
+        if self._profiles is None:  # an earlier profile is missing: its successor is unknown
+            return
+        try:
+            loaded = load_profile_documents(docs)
+        except Exception as exc:  # noqa: BLE001 - analysed from the catalog at the end instead
+            logger.warning("run %s and the profiles after it are analysed once stored: its "
+                           "documents could not be read (%s)", uid, exc)
+            self._profiles = None
+            return
+        previous = self._profiles[-1] if self._profiles else None
+        self._profiles.append(loaded)
+        key = (previous[0]["uid"] if previous is not None else None, uid)
+        self._submit(self.profile_results, key, uid, analyze_profile_step, loaded, previous,
+                     figures_dir=self.figures)
+
+    def _submit(self, into: dict, key: Any, uid: str, fn: Any, *args: Any,
+                **kwargs: Any) -> None:
+        """``into[key]`` = ``fn(*args, **kwargs)`` in the worker process, unless it is gone."""
+        try:
+            into[key] = self._pool.submit(fn, *args, **kwargs)
+        except (BrokenProcessPool, RuntimeError) as exc:  # the worker died or was shut down
+            logger.warning("run %s is analysed once stored: the analysis worker is gone "
+                           "(%s: %s)", uid, type(exc).__name__, exc)
 
     def close(self) -> None:
         """Drop analyses not started, wait for the running one, end the worker process."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pass_on(done: Future[Any], into: Future[Any]) -> None:
+    """Give ``into`` the outcome of ``done``."""
+    if done.cancelled():
+        into.set_exception(CancelledError())
+    elif done.exception() is not None:
+        into.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        into.set_result(done.result())
