@@ -17,6 +17,9 @@ import numpy as np
 __all__ = ["EarlyAnalyses"]
 
 _ANALYSIS_MODULE = "lltolab.run_analysis"
+#: what this process imports on a thread of its own while the workflow goes on: the analysis,
+#: and matplotlib's canvas for the figure drawn here at the end (the campaign's Arrhenius plot)
+_MODULES_HERE = (_ANALYSIS_MODULE, "matplotlib.figure", "matplotlib.backends.backend_agg")
 
 logger = logging.getLogger("lltolab.demo")
 
@@ -82,7 +85,7 @@ class EarlyAnalyses:
             initializer=importlib.import_module, initargs=(_ANALYSIS_MODULE,))
         self._pool.submit(int, 0)
         # this process's copy of the modules loads off the RunEngine's thread
-        threading.Thread(target=importlib.import_module, args=(_ANALYSIS_MODULE,),
+        threading.Thread(target=_import_all, args=(_MODULES_HERE,),
                          name="lltolab-analysis-import", daemon=True).start()
 
     def __call__(self, name: str, doc: dict) -> None:
@@ -190,6 +193,11 @@ class EarlyAnalyses:
     def close(self) -> None:
         """Drop analyses not started, wait for the running one, end the worker process."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _import_all(names: tuple[str, ...]) -> None:
+    for name in names:
+        importlib.import_module(name)
 
 
 def _pass_on(done: Future[Any], into: Future[Any]) -> None:
