@@ -224,3 +224,26 @@ def test_boundary_profile_follows_the_fitted_quadratics() -> None:
     far = np.abs(prof["s_cm"]) > 2 * PX  # bins next to the line mix the staircase
     assert np.max(np.abs(prof["c"][far] - model[far])) < 2e-3
     assert prof["c"][prof["s_cm"] < 0].min() > prof["c"][prof["s_cm"] > 0].max()
+
+
+def test_c_map_figure_lists_the_largest_steps_in_aligned_columns(twin_map, tmp_path) -> None:
+    """The step table under the C map: header, rule, then the 18 largest steps by ΔC, each
+    column right-aligned; the figure is written with it."""
+    from lltolab.analysis._figures import _step_table
+
+    sample, frac, _ = twin_map
+    d_bulk = sample.truth(T22)["d_bulk_m2_s"] * 1e4
+    res = analyze_boundaries(frac.c, pixel_cm=PX, d_bulk=d_bulk, grain_ids=sample.grain_ids,
+                             sigma_map=frac.sigma)
+    lines = _step_table(res).splitlines()
+    assert len(res.selected) > 18 and len(lines) == 2 + 18
+    assert "ΔC" in lines[0] and "D*_gb/δ (cm/s)" in lines[0] and set(lines[1]) == {"─", " "}
+    assert len({len(line) for line in lines}) == 1  # every row as wide as the header
+    largest = sorted(res.selected, key=lambda s: -s.step)[:18]
+    steps = [float(line.split()[4]) for line in lines[2:]]
+    assert steps == [round(s.step, 4) for s in largest]
+    assert lines[2].rstrip().endswith(f"{largest[0].dgb_over_delta_err:.2g}")
+    from lltolab.analysis._figures import plot_c_map
+
+    path = plot_c_map(frac.c, tmp_path / "c_map.png", pixel_cm=PX, analysis=res)
+    assert path.is_file() and path.stat().st_size > 10_000

@@ -189,6 +189,7 @@ def _without_figures(results: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "figures"} for r in results]
 
 
+@pytest.mark.slow
 def test_line_profiles_are_analysed_in_the_worker_after_the_one_before(profile_runs) -> None:
     """Each profile's analysis (erfc fit of the first, time evolution of the next from it)
     is made in the worker at its stop, keyed (uid before, uid), and is what analyze_runs
@@ -225,6 +226,7 @@ def test_line_profiles_are_analysed_in_the_worker_after_the_one_before(profile_r
     assert "from" not in with_x0[0]  # the ones given were fitted without an origin shift
 
 
+@pytest.mark.slow
 def test_a_failed_profile_analysis_is_done_again_and_an_unreadable_one_ends_the_chain(
         profile_runs, caplog) -> None:
     s, (first, second), docs, folder = profile_runs
@@ -246,6 +248,7 @@ def test_a_failed_profile_analysis_is_done_again_and_an_unreadable_one_ends_the_
     assert f"run {first} and the profiles after it are analysed once stored" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_profile_run_read_from_its_documents_is_what_the_catalog_holds(profile_runs) -> None:
     from lltolab.run_analysis import load_profile, load_profile_documents
 
