@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -47,6 +47,8 @@ SAMPLE_EXTENT_CM = (-0.1, 0.9)
 
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 LoadedImage = tuple[Mapping[str, Any], dict[str, Any]]
 """A stored image run as read once: its start document and :func:`load_image`'s dict."""
@@ -283,7 +285,7 @@ def analyze_runs(
     return results
 
 
-def _prepared_result(job: Future[dict[str, Any]], uid: str) -> dict[str, Any] | None:
+def _prepared_result(job: Future[_T], uid: str) -> _T | None:
     """The result of run ``uid``'s background analysis, or None if it failed (the failure
     is logged: the run is then analysed again)."""
     try:
@@ -490,23 +492,12 @@ def _profile_results(profiles: Sequence[_ProfileRun], results: list[dict[str, An
     for i, current in enumerate(profiles):
         previous = profiles[i - 1] if i else None
         job = (prepared or {}).get((previous.uid if previous else None, current.uid))
-        found = _prepared_profile(job, current.uid) if job is not None else None
+        found = _prepared_result(job, current.uid) if job is not None else None
         if found is None:
             before = previous.loaded() if previous is not None else None
             found = analyze_profile_step(current.loaded(), before, fit_x0=fit_x0,
                                          figures_dir=figures_dir)
         results.extend(found)
-
-
-def _prepared_profile(job: Future[list[dict[str, Any]]], uid: str
-                      ) -> list[dict[str, Any]] | None:
-    """The results of a profile run's background analysis, or None if it failed (logged)."""
-    try:
-        return job.result(timeout=PREPARED_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - analysed again here, from the catalog
-        logger.warning("the background analysis of run %s failed (%s: %s); analysing it "
-                       "again from the catalog", uid, type(exc).__name__, exc)
-        return None
 
 
 def analyze_profile_step(current: LoadedProfile, previous: LoadedProfile | None = None, *,
