@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -107,6 +108,25 @@ def test_a_dead_worker_neither_stops_the_workflow_nor_loses_the_analysis(image_r
         early.close()
     assert res["median_dgb_over_delta_cm_s"] is not None
     assert res["inversion"]["dgb_over_delta_cm_s"] > 0
+
+
+def test_close_ends_a_worker_that_hangs_after_its_timeout(tmp_path, caplog) -> None:
+    early = EarlyAnalyses(np.zeros((4, 4), dtype=bool), tmp_path / "figures")
+    early._submit(early.image_results, "hung", "hung", time.sleep, 600.0)
+    queued: dict = {}
+    early._submit(queued, "next", "next", int, 1)  # not started when close comes: dropped
+    pid = early._worker_pid.result(timeout=120)
+    caplog.set_level(logging.WARNING, logger="lltolab.demo")
+    t0 = time.monotonic()
+    early.close(timeout_s=1.0)
+    assert time.monotonic() - t0 < 60  # not the 600 s the analysis would take
+    assert "still busy after 1.0 s: killing it" in caplog.text
+    with pytest.raises(BrokenProcessPool):
+        early.image_results["hung"].result(timeout=0)
+    assert queued["next"].cancelled() or isinstance(queued["next"].exception(timeout=0),
+                                                    BrokenProcessPool)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the worker process is gone (and reaped)
 
 
 def test_a_background_analysis_that_failed_is_done_again_from_the_catalog(image_run,

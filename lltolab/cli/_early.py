@@ -6,17 +6,22 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing
+import os
+import signal
 import threading
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["EarlyAnalyses"]
+__all__ = ["CLOSE_TIMEOUT_S", "EarlyAnalyses"]
 
 _ANALYSIS_MODULE = "lltolab.run_analysis"
+CLOSE_TIMEOUT_S = 120.0
+"""Longest wait (s) in :meth:`EarlyAnalyses.close` for the analyses under way in the worker."""
+_KILLED_S = 30.0  # longest wait (s) for the pool to notice a killed worker
 #: what this process imports on a thread of its own while the workflow goes on: the analysis,
 #: and matplotlib's canvas for the figure drawn here at the end (the campaign's Arrhenius plot)
 _MODULES_HERE = (_ANALYSIS_MODULE, "matplotlib.figure", "matplotlib.backends.backend_agg")
@@ -65,7 +70,7 @@ class EarlyAnalyses:
     so; after a profile that could not be read, no later profile is analysed here either):
     ``analyze_runs`` then reads it from the catalog, as it does for an analysis that failed
     in the worker. The workflow goes on either way. Call :meth:`close` when done (it waits
-    for the worker process to end).
+    for the worker process to end, at most :data:`CLOSE_TIMEOUT_S` for an analysis under way).
     """
 
     def __init__(self, micrograph: np.ndarray, figures: str | Path) -> None:
@@ -83,7 +88,8 @@ class EarlyAnalyses:
         self._pool = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
             initializer=importlib.import_module, initargs=(_ANALYSIS_MODULE,))
-        self._pool.submit(int, 0)
+        self._worker_pid = self._pool.submit(os.getpid)
+        self._jobs: list[Future[Any]] = []  # everything handed to the worker
         # this process's copy of the modules loads off the RunEngine's thread
         threading.Thread(target=_import_all, args=(_MODULES_HERE,),
                          name="lltolab-analysis-import", daemon=True).start()
@@ -151,6 +157,7 @@ class EarlyAnalyses:
             try:
                 job = self._pool.submit(report_inversion, steps.result(), fit.result(),
                                         figures_dir=self.figures)
+                self._jobs.append(job)
             except (BrokenProcessPool, RuntimeError) as exc:  # the worker is gone
                 report.set_exception(exc)
                 return
@@ -186,13 +193,34 @@ class EarlyAnalyses:
         """``into[key]`` = ``fn(*args, **kwargs)`` in the worker process, unless it is gone."""
         try:
             into[key] = self._pool.submit(fn, *args, **kwargs)
+            self._jobs.append(into[key])
         except (BrokenProcessPool, RuntimeError) as exc:  # the worker died or was shut down
             logger.warning("run %s is analysed once stored: the analysis worker is gone "
                            "(%s: %s)", uid, type(exc).__name__, exc)
 
-    def close(self) -> None:
-        """Drop analyses not started, wait for the running one, end the worker process."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Drop analyses not started, wait for the running one, end the worker process.
+
+        An analysis still running after ``timeout_s`` seconds (a worker that hangs) is
+        abandoned: the worker is killed, and the analysis's future holds the error.
+        """
+        jobs = list(self._jobs)
+        for job in jobs:
+            job.cancel()  # those not handed to the worker yet
+        _, running = wait(jobs, timeout=timeout_s)
+        if running:
+            logger.warning("the analysis worker is still busy after %s s: killing it", timeout_s)
+            _kill(self._worker_pid)
+            wait(running, timeout=_KILLED_S)  # the pool marks them failed
+        self._pool.shutdown(wait=True, cancel_futures=True)  # nothing left running
+
+
+def _kill(pid: Future[int]) -> None:
+    """Kill the worker process whose pid ``pid`` resolves to (if it got that far)."""
+    try:
+        os.kill(pid.result(timeout=0), signal.SIGTERM)
+    except Exception:  # noqa: BLE001 - no pid (never started) or no such process: gone already
+        logger.debug("analysis worker already gone", exc_info=True)
 
 
 def _import_all(names: tuple[str, ...]) -> None:
