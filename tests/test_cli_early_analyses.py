@@ -115,7 +115,12 @@ def test_close_ends_a_worker_that_hangs_after_its_timeout(tmp_path, caplog) -> N
     early._submit(early.image_results, "hung", "hung", time.sleep, 600.0)
     queued: dict = {}
     early._submit(queued, "next", "next", int, 1)  # not started when close comes: dropped
-    pid = early._worker_pid.result(timeout=120)
+    (worker,) = early._workers
+    pid = worker.pid
+    deadline = time.monotonic() + 120
+    while not early.image_results["hung"].running():  # handed to the worker: not cancellable
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     caplog.set_level(logging.WARNING, logger="lltolab.demo")
     t0 = time.monotonic()
     early.close(timeout_s=1.0)
@@ -127,6 +132,24 @@ def test_close_ends_a_worker_that_hangs_after_its_timeout(tmp_path, caplog) -> N
                                                     BrokenProcessPool)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the worker process is gone (and reaped)
+
+
+def test_close_ends_a_worker_that_hangs_in_its_imports(tmp_path, monkeypatch) -> None:
+    import lltolab.cli._early as early_module
+
+    (tmp_path / "lltolab_test_hangs_on_import.py").write_text(
+        "import time\ntime.sleep(600)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned worker gets this path too
+    monkeypatch.setattr(early_module, "_ANALYSIS_MODULE", "lltolab_test_hangs_on_import")
+    early = EarlyAnalyses(np.zeros((4, 4), dtype=bool), tmp_path / "figures")
+    (worker,) = early._workers
+    early._submit(early.image_results, "waits", "waits", int, 1)
+    t0 = time.monotonic()
+    early.close(timeout_s=1.0)
+    assert time.monotonic() - t0 < 60
+    assert not worker.is_alive()
+    job = early.image_results["waits"]  # dropped, or failed with the worker
+    assert job.cancelled() or isinstance(job.exception(timeout=0), BrokenProcessPool)
 
 
 def test_a_background_analysis_that_failed_is_done_again_from_the_catalog(image_run,

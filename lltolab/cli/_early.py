@@ -3,11 +3,10 @@ at its stop."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing
-import os
-import signal
 import threading
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -85,11 +84,14 @@ class EarlyAnalyses:
         self._run_docs: list[tuple[str, dict]] = []
         self._profiles: list[Any] | None = []  # profiles read so far; None: one was not
         # the worker starts (and imports the analysis) now, on the other core
+        before = set(multiprocessing.active_children())
         self._pool = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
             initializer=importlib.import_module, initargs=(_ANALYSIS_MODULE,))
-        self._worker_pid = self._pool.submit(os.getpid)
-        self._jobs: list[Future[Any]] = []  # everything handed to the worker
+        #: everything handed to the worker; the first starts its process, here and now
+        self._jobs: list[Future[Any]] = [self._pool.submit(int, 0)]
+        #: the worker process (to end it should it hang, even in its imports)
+        self._workers = [p for p in multiprocessing.active_children() if p not in before]
         # this process's copy of the modules loads off the RunEngine's thread
         threading.Thread(target=_import_all, args=(_MODULES_HERE,),
                          name="lltolab-analysis-import", daemon=True).start()
@@ -210,17 +212,11 @@ class EarlyAnalyses:
         _, running = wait(jobs, timeout=timeout_s)
         if running:
             logger.warning("the analysis worker is still busy after %s s: killing it", timeout_s)
-            _kill(self._worker_pid)
+            for process in self._workers:
+                with contextlib.suppress(ValueError):  # closed by the pool: gone already
+                    process.kill()
             wait(running, timeout=_KILLED_S)  # the pool marks them failed
         self._pool.shutdown(wait=True, cancel_futures=True)  # nothing left running
-
-
-def _kill(pid: Future[int]) -> None:
-    """Kill the worker process whose pid ``pid`` resolves to (if it got that far)."""
-    try:
-        os.kill(pid.result(timeout=0), signal.SIGTERM)
-    except Exception:  # noqa: BLE001 - no pid (never started) or no such process: gone already
-        logger.debug("analysis worker already gone", exc_info=True)
 
 
 def _import_all(names: tuple[str, ...]) -> None:
