@@ -134,6 +134,17 @@ def test_close_ends_a_worker_that_hangs_after_its_timeout(tmp_path, caplog) -> N
         os.kill(pid, 0)  # the worker process is gone (and reaped)
 
 
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_close_names_a_bad_timeout_and_can_then_close(tmp_path, bad) -> None:
+    early = EarlyAnalyses(np.zeros((4, 4), dtype=bool), tmp_path / "figures")
+    try:
+        with pytest.raises(ValueError, match=r"timeout_s must be finite and > 0 s, got"):
+            early.close(timeout_s=bad)
+    finally:
+        early.close()
+    assert not any(p.is_alive() for p in early._workers)
+
+
 def test_close_ends_a_worker_that_hangs_in_its_imports(tmp_path, monkeypatch) -> None:
     import lltolab.cli._early as early_module
 

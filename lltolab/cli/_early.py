@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import math
 import multiprocessing
 import threading
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, wait
@@ -205,7 +206,14 @@ class EarlyAnalyses:
 
         An analysis still running after ``timeout_s`` seconds (a worker that hangs) is
         abandoned: the worker is killed, and the analysis's future holds the error.
+
+        Raises
+        ------
+        ValueError
+            If ``timeout_s`` is not a finite number of seconds > 0.
         """
+        if not 0 < timeout_s < math.inf:
+            raise ValueError(f"timeout_s must be finite and > 0 s, got {timeout_s!r}")
         jobs = list(self._jobs)
         for job in jobs:
             job.cancel()  # those not handed to the worker yet
