@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 #: timed repetitions of each count; the median is compared (single pairs of ~1 s runs read
@@ -102,18 +103,27 @@ def machine_cpu_s() -> tuple[float, float] | None:
         first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     except OSError:
         return None
-    if first[0] != "cpu" or len(first) < 9:
+    if len(first) < 9 or first[0] != "cpu":
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
     tick = os.sysconf("SC_CLK_TCK")
     return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
-def run_demo(folder: Path) -> dict[str, float | None]:
-    """One ``lltolab demo`` in a subprocess, into a new catalog folder: its wall and CPU
-    seconds (user + sys, its worker processes included), and how idle the machine was
-    meanwhile: CPU seconds of all other processes (``others_cpu_s``) and stolen by the
-    hypervisor (``steal_s``), None where the machine does not tell."""
+@dataclass
+class DemoRun:
+    """One ``lltolab demo``: its wall and CPU seconds (user + sys, its worker processes
+    included), and how idle the machine was meanwhile: CPU seconds of all other processes
+    and seconds stolen by the hypervisor (None where the machine does not tell)."""
+
+    wall_s: float
+    cpu_s: float
+    others_cpu_s: float | None
+    steal_s: float | None
+
+
+def run_demo(folder: Path) -> DemoRun:
+    """One ``lltolab demo`` in a subprocess, into a new catalog folder."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     machine = machine_cpu_s()
     t = time.perf_counter()
@@ -123,11 +133,10 @@ def run_demo(folder: Path) -> dict[str, float | None]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     machine_after = machine_cpu_s()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    others = steal = None
-    if machine is not None and machine_after is not None:
-        others = max(0.0, machine_after[0] - machine[0] - cpu)
-        steal = machine_after[1] - machine[1]
-    return {"wall_s": wall, "cpu_s": cpu, "others_cpu_s": others, "steal_s": steal}
+    if machine is None or machine_after is None:
+        return DemoRun(wall, cpu, None, None)
+    return DemoRun(wall, cpu, max(0.0, machine_after[0] - machine[0] - cpu),
+                   machine_after[1] - machine[1])
 
 
 def _seconds(value: float | None) -> str:
@@ -151,7 +160,7 @@ def main() -> None:
         tmp = Path(tmp)
         start_s, ours = through_lltolab(tmp / "ours", args.n)
         bare = bare_bluesky(tmp / "bare", args.n)
-        demo_runs: list[dict[str, float | None]] = []
+        demo_runs: list[DemoRun] = []
         if not args.no_demo:
             for i in range(args.repeat):
                 demo_runs.append(run_demo(tmp / f"demo{i}"))
@@ -164,14 +173,14 @@ def main() -> None:
     print(f"{'count x' + str(args.n) + ', lltolab session':40s} {ours:8.2f} s   "
           f"{ratio:.2f} (target <= 1.3)")
     for i, run in enumerate(demo_runs):
-        print(f"{'lltolab demo (subprocess), run ' + str(i + 1):40s} {run['wall_s']:8.2f} s   "
-              f"CPU {run['cpu_s']:.2f} s; meanwhile other processes "
-              f"{_seconds(run['others_cpu_s'])}, steal {_seconds(run['steal_s'])}")
+        print(f"{'lltolab demo (subprocess), run ' + str(i + 1):40s} {run.wall_s:8.2f} s   "
+              f"CPU {run.cpu_s:.2f} s; meanwhile other processes "
+              f"{_seconds(run.others_cpu_s)}, steal {_seconds(run.steal_s)}")
     demo_s = demo_cpu_s = None
     if demo_runs:
-        walls = [float(run["wall_s"]) for run in demo_runs]  # type: ignore[arg-type]
+        walls = [run.wall_s for run in demo_runs]
         demo_s = statistics.median(walls)
-        demo_cpu_s = statistics.median(float(run["cpu_s"]) for run in demo_runs)  # type: ignore[arg-type]
+        demo_cpu_s = statistics.median(run.cpu_s for run in demo_runs)
         print(f"{'lltolab demo, median':40s} {demo_s:8.2f} s   target <= 20 s (2 idle cores); "
               f"fastest {min(walls):.2f} s; CPU {demo_cpu_s:.2f} s")
     for name, t in labs.items():
@@ -180,7 +189,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"start_s": start_s, "bare_s": bare, "lltolab_s": ours,
                           "overhead_ratio": ratio, "demo_s": demo_s, "demo_cpu_s": demo_cpu_s,
-                          "demo_runs": demo_runs,
+                          "demo_runs": [asdict(run) for run in demo_runs],
                           "workflow": labs}))
 
 
